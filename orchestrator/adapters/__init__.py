@@ -1,0 +1,1 @@
+"""Model adapters: the builtin offline analyser and an OpenAI-compatible client."""

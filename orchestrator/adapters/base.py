@@ -1,0 +1,73 @@
+"""The one small interface every model adapter implements, and its errors.
+
+Workers never talk HTTP themselves: they hand an adapter a ``ModelCall`` and
+get back a ``ModelReply`` (parsed JSON plus usage) or one of the errors below.
+Which errors are retried is decided in one place (``RETRYABLE_ERRORS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.domain import ModelReply, Segment
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered, versioned prompt: ``ref`` is e.g. ``summary@v1``."""
+
+    ref: str
+    system: str
+    user: str
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """Everything an adapter needs for one call."""
+
+    worker: str
+    prompt: Prompt
+    segments: tuple[Segment, ...]
+    language: str | None = None
+    #: W3C trace context to forward on outgoing requests, if any.
+    traceparent: str | None = None
+
+
+class ModelAdapter(Protocol):
+    """Answers a ``ModelCall`` with JSON, or raises a ``ModelError``."""
+
+    def complete(self, call: ModelCall) -> ModelReply: ...
+
+
+class ModelError(Exception):
+    """Any failure to get a usable answer from a model."""
+
+
+class TransientModelError(ModelError):
+    """Worth retrying: connection errors, 429 and 5xx answers.
+
+    ``retry_after`` is the server's hint in seconds (``Retry-After``), if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelTimeout(TransientModelError):
+    """The model did not answer within the configured timeout."""
+
+
+class ModelOutputError(ModelError):
+    """The model answered, but not with JSON of the expected shape.
+
+    Retried too: LLMs produce malformed JSON sporadically.
+    """
+
+
+class PermanentModelError(ModelError):
+    """Retrying cannot help: a 4xx other than 429, or a bad configuration."""
+
+
+RETRYABLE_ERRORS: tuple[type[ModelError], ...] = (TransientModelError, ModelOutputError)

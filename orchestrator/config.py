@@ -1,0 +1,111 @@
+"""All configuration, read from the environment in one place.
+
+Only entry points (the Flask app factory, the Celery app module, the CLI and
+the bridge) call ``Settings.from_env()``; everything else receives settings.
+The defaults give the embedded mode: no broker (the chord runs in-process),
+SQLite, and the builtin model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with its environment variable and default (see README)."""
+
+    #: DATABASE_URL: SQLAlchemy URL. PostgreSQL in production; SQLite embedded.
+    database_url: str = "sqlite:///orchestrator.db"
+    #: CELERY_BROKER_URL: unset means embedded mode (the chord runs in-process).
+    celery_broker_url: str | None = None
+    #: CELERY_RESULT_BACKEND: defaults to the broker URL (Redis).
+    celery_result_backend: str | None = None
+    #: CELERY_VISIBILITY_TIMEOUT: seconds before Redis redelivers an unacked task
+    #: of a dead worker. Must stay far above the longest task (all retries).
+    celery_visibility_timeout: int = 300
+    #: CELERY_RESULT_EXPIRES: seconds chord results live in Redis; the truth is
+    #: in the database.
+    celery_result_expires: int = 3600
+    #: CELERY_REALTIME_QUEUE / CELERY_BATCH_QUEUE: API work never waits behind
+    #: a Kafka backlog.
+    celery_realtime_queue: str = "realtime"
+    celery_batch_queue: str = "analysis"
+
+    #: MODEL_ADAPTER_URL: OpenAI-compatible base URL (e.g. http://host:8000/v1);
+    #: unset means the builtin offline analyser.
+    model_adapter_url: str | None = None
+    #: MODEL_NAME / MODEL_API_KEY: sent to the OpenAI-compatible endpoint.
+    model_name: str = "gpt-4o-mini"
+    model_api_key: str | None = None
+    #: MODEL_CONNECT_TIMEOUT / MODEL_READ_TIMEOUT: seconds, per HTTP call.
+    model_connect_timeout: float = 3.05
+    model_read_timeout: float = 30.0
+    #: MODEL_MAX_RETRIES: retries after the first attempt of a worker's call.
+    model_max_retries: int = 3
+    #: MODEL_RETRY_BACKOFF_MAX: cap in seconds on the delay between attempts.
+    model_retry_backoff_max: float = 20.0
+
+    #: ANALYZE_TIMEOUT: seconds POST /orchestrator/analyze waits before a 504.
+    analyze_timeout: float = 120.0
+    #: MAX_SEGMENTS / MAX_TOTAL_CHARS / MAX_ID_LENGTH: input limits.
+    max_segments: int = 2000
+    max_total_chars: int = 200_000
+    max_id_length: int = 128
+
+    #: KAFKA_*: the ingestion bridge and the dead-letter producer.
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_group_id: str = "orchestrator"
+    kafka_tasks_topic: str = "analysis.tasks"
+    kafka_dlq_topic: str = "analysis.dlq"
+    kafka_topic_partitions: int = 3
+    #: BRIDGE_MAX_IN_FLIGHT: runs launched by one bridge and not yet finished
+    #: before it pauses its partitions.
+    bridge_max_in_flight: int = 64
+
+    #: LOG_LEVEL: DEBUG, INFO, WARNING, ...
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: tasks run in-process."""
+        return not self.celery_broker_url
+
+    @property
+    def result_backend(self) -> str | None:
+        return self.celery_result_backend or self.celery_broker_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``).
+
+        Each field reads the upper-case variable of its name; empty values
+        count as unset. Raises ``ConfigError`` naming the variable on a bad value.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = env.get(field.name.upper(), "").strip()
+            if not raw:
+                continue
+            values[field.name] = _convert(field.name.upper(), raw, field.default)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw

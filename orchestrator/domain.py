@@ -1,0 +1,83 @@
+"""Plain typed values that move between the layers.
+
+Schemas (``schemas.py``) turn untrusted JSON into these at the boundaries;
+everything inside the service works with these dataclasses only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: The four analysis axes, in the order the chord runs and reports them.
+WORKERS: tuple[str, ...] = ("summary", "argument", "implication_sentiment", "logic_bias")
+
+WorkerStatus = Literal["ok", "error", "timeout"]
+RunStatus = Literal["pending", "ok", "partial", "failed"]
+Source = Literal["api", "kafka", "cli"]
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One utterance or paragraph of a context."""
+
+    id: str
+    text: str
+    speaker: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+    def to_json(self) -> JSON:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "speaker": self.speaker,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Segment:
+        return cls(
+            id=data["id"],
+            text=data["text"],
+            speaker=data.get("speaker"),
+            start_ms=data.get("start_ms"),
+            end_ms=data.get("end_ms"),
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """A validated request to analyse one context (from HTTP, Kafka or the CLI).
+
+    ``segments`` is ``None`` when the caller relies on the segments stored for
+    ``context_id`` by an earlier request. ``event_id`` is ``None`` when the caller
+    gave none (the service then makes one up).
+    """
+
+    context_id: str
+    segments: tuple[Segment, ...] | None = None
+    language: str | None = None
+    prompt_ids: dict[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """What one model call cost: who answered, tokens, and wall time."""
+
+    model: str
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """A model's parsed JSON answer (not yet validated) and its usage."""
+
+    output: JSON
+    usage: ModelUsage

@@ -1,0 +1,137 @@
+"""Starting a run and waiting for it: shared by the API, the CLI and the bridge.
+
+``submit_analysis`` claims the event, then launches the chord only if this
+caller created the claim, so an event is analysed once however many times it
+arrives. ``wait_for_bundle`` waits for the run's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
+
+from orchestrator.chord import launch_chord
+from orchestrator.domain import JSON, AnalysisRequest, Segment
+from orchestrator.models import AnalysisRun
+from orchestrator.pipeline import bundle_response
+from orchestrator.store import RunStore
+
+log = logging.getLogger(__name__)
+
+#: A claim not launched within this long is taken to be orphaned (its launcher
+#: died between claiming and handing the chord to the broker).
+STALE_CLAIM = timedelta(seconds=60)
+
+
+class UnknownContext(LookupError):
+    """Segments were omitted but none are stored for the context."""
+
+    def __init__(self, context_id: str) -> None:
+        super().__init__(f"No segments are stored for context {context_id!r}; send its segments at least once.")
+        self.context_id = context_id
+
+
+class RunTimeout(TimeoutError):
+    """The run did not finish in time; it goes on and will be stored."""
+
+    def __init__(self, run_id: str, timeout: float) -> None:
+        super().__init__(f"run {run_id} did not finish within {timeout:g} s; it is still running")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class Submission:
+    run: AnalysisRun
+    #: True when this call launched the chord; False for a duplicate event.
+    launched: bool
+    result: AsyncResult | None = None
+
+
+def submit_analysis(
+    request: AnalysisRequest,
+    *,
+    source: str,
+    store: RunStore,
+    celery_app: Celery,
+    queue: str,
+    traceparent: str | None = None,
+    origin: JSON | None = None,
+) -> Submission:
+    """Claim the event and launch its chord, unless the event is known already.
+
+    Raises ``UnknownContext`` when segments are omitted and none are stored.
+    """
+    segments, language = _resolve_segments(request, store)
+    claim = store.claim_run(
+        event_id=request.event_id or str(uuid.uuid4()),
+        context_id=request.context_id,
+        source=source,
+        request={
+            "language": language,
+            "prompt_ids": request.prompt_ids,
+            "segments": [s.to_json() for s in segments],
+        },
+        traceparent=traceparent,
+        origin=origin,
+    )
+    run = claim.run
+    if not claim.created:
+        orphaned = run.launched_at is None and store.take_over_stale_claim(run.id, STALE_CLAIM)
+        if not orphaned:
+            return Submission(run=run, launched=False)
+        log.warning("run %s event %s: relaunching an orphaned claim", run.id, run.event_id)
+    elif request.segments is not None:
+        store.save_context(request.context_id, segments, language)
+    result = launch_chord(celery_app, run.id, queue=queue, traceparent=traceparent)
+    store.mark_launched(run.id)
+    return Submission(run=run, launched=True, result=result)
+
+
+def _resolve_segments(request: AnalysisRequest, store: RunStore) -> tuple[tuple[Segment, ...], str | None]:
+    if request.segments is not None:
+        return request.segments, request.language
+    context = store.load_context(request.context_id)
+    if context is None:
+        raise UnknownContext(request.context_id)
+    segments = tuple(Segment.from_json(s) for s in context.segments)
+    return segments, request.language or context.language
+
+
+def wait_for_bundle(submission: Submission, *, store: RunStore, timeout: float) -> JSON:
+    """The run's bundle once it has finished; raises ``RunTimeout`` if it has not.
+
+    A launched run is awaited through its chord result; a duplicate event's
+    run (launched by someone else) is awaited by watching the database.
+    """
+    run_id = submission.run.id
+    deadline = time.monotonic() + timeout
+    if submission.result is not None:
+        try:
+            # follow_parents=False: a failed header must not raise here; the
+            # chord's error path stores the run and the poll below finds it.
+            bundle: Any = submission.result.get(timeout=timeout, follow_parents=False, propagate=False)
+        except CeleryTimeoutError:
+            raise RunTimeout(run_id, timeout) from None
+        if isinstance(bundle, dict):
+            return bundle
+    return bundle_response(_poll_until_finished(run_id, store, deadline, timeout))
+
+
+def _poll_until_finished(run_id: str, store: RunStore, deadline: float, timeout: float) -> AnalysisRun:
+    delay = 0.02
+    while True:
+        run = store.get_run(run_id)
+        if run is not None and run.status != "pending":
+            return run
+        if time.monotonic() >= deadline:
+            raise RunTimeout(run_id, timeout)
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.5)

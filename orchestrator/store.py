@@ -1,0 +1,262 @@
+"""Persistence: every read and write of runs, model calls and contexts.
+
+Idempotency lives here: ``claim_run`` inserts the run with ``ON CONFLICT DO
+NOTHING`` on the unique ``event_id``, so of any number of concurrent claims
+for one event exactly one creates the row (a claim, not check-then-act).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.domain import JSON, Segment
+from orchestrator.models import AnalysisRun, Context, LlmCall, utcnow
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine suited to the URL: pooled PostgreSQL, or SQLite in WAL mode."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets the API read while a worker thread writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    # Sized for a threads pool of a few dozen workers plus the API.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming an event: its run and whether we created it."""
+
+    run: AnalysisRun
+    created: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker task needs to analyse its part of a run."""
+
+    run_id: str
+    event_id: str
+    segments: tuple[Segment, ...]
+    language: str | None
+    prompt_ids: dict[str, str]
+    traceparent: str | None
+
+
+class RunStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def ping(self) -> None:
+        """Raises if the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # --- contexts -------------------------------------------------------
+
+    def save_context(self, context_id: str, segments: Sequence[Segment], language: str | None) -> None:
+        values = {
+            "context_id": context_id,
+            "language": language,
+            "segments": [s.to_json() for s in segments],
+            "updated_at": utcnow(),
+        }
+        statement = self._insert(Context).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["context_id"],
+            set_={k: v for k, v in values.items() if k != "context_id"},
+        )
+        with self.session() as session, session.begin():
+            session.execute(statement)
+
+    def load_context(self, context_id: str) -> Context | None:
+        with self.session() as session:
+            return session.get(Context, context_id)
+
+    # --- runs -----------------------------------------------------------
+
+    def claim_run(
+        self,
+        *,
+        event_id: str,
+        context_id: str,
+        source: str,
+        request: JSON,
+        traceparent: str | None = None,
+        origin: JSON | None = None,
+    ) -> Claim:
+        """Create the run for ``event_id`` unless one exists; return it either way."""
+        run_id = str(uuid.uuid4())
+        statement = (
+            self._insert(AnalysisRun)
+            .values(
+                id=run_id,
+                event_id=event_id,
+                context_id=context_id,
+                source=source,
+                status="pending",
+                request=request,
+                traceparent=traceparent,
+                origin=origin,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(AnalysisRun.id)
+        )
+        with self.session() as session:
+            with session.begin():
+                created = session.execute(statement).scalar_one_or_none() is not None
+            run = session.execute(select(AnalysisRun).where(AnalysisRun.event_id == event_id)).scalar_one()
+        return Claim(run=run, created=created)
+
+    def mark_launched(self, run_id: str) -> None:
+        with self.session() as session, session.begin():
+            session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(launched_at=utcnow()))
+
+    def take_over_stale_claim(self, run_id: str, older_than: timedelta) -> bool:
+        """Take over a run claimed but never launched (its launcher died).
+
+        True for exactly one caller, and only if the claim is older than
+        ``older_than``: a younger claim may still be launching.
+        """
+        cutoff = utcnow() - older_than
+        with self.session() as session, session.begin():
+            taken = session.execute(
+                update(AnalysisRun)
+                .where(
+                    AnalysisRun.id == run_id,
+                    AnalysisRun.launched_at.is_(None),
+                    AnalysisRun.created_at < cutoff,
+                )
+                .values(created_at=utcnow())
+            )
+            return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+    def load_job(self, run_id: str) -> Job:
+        """Raises ``LookupError`` if the run does not exist."""
+        with self.session() as session:
+            run = session.get(AnalysisRun, run_id)
+            if run is None:
+                raise LookupError(f"run {run_id} not found")
+            return Job(
+                run_id=run.id,
+                event_id=run.event_id,
+                segments=tuple(Segment.from_json(s) for s in run.request["segments"]),
+                language=run.request.get("language"),
+                prompt_ids=dict(run.request.get("prompt_ids") or {}),
+                traceparent=run.traceparent,
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        result: JSON,
+        worker_statuses: Mapping[str, str],
+        errors: Mapping[str, str],
+    ) -> AnalysisRun:
+        with self.session() as session, session.begin():
+            run = session.get(AnalysisRun, run_id)
+            if run is None:
+                raise LookupError(f"run {run_id} not found")
+            now = utcnow()
+            run.status = status
+            run.result = result
+            run.worker_statuses = dict(worker_statuses)
+            run.errors = dict(errors)
+            run.finished_at = now
+            run.duration_ms = (now - _aware(run.created_at)).total_seconds() * 1000
+            return run
+
+    def get_run(self, run_or_event_id: str) -> AnalysisRun | None:
+        """Look a run up by its run id or its event id."""
+        with self.session() as session:
+            return (
+                session.get(AnalysisRun, run_or_event_id)
+                or session.execute(
+                    select(AnalysisRun).where(AnalysisRun.event_id == run_or_event_id)
+                ).scalar_one_or_none()
+            )
+
+    # --- model calls ----------------------------------------------------
+
+    def record_call(
+        self,
+        *,
+        job: Job,
+        worker: str,
+        prompt_ref: str,
+        model: str,
+        attempt: int,
+        status: str,
+        latency_ms: float,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        error: str | None = None,
+        output: JSON | None = None,
+    ) -> None:
+        with self.session() as session, session.begin():
+            session.add(
+                LlmCall(
+                    run_id=job.run_id,
+                    event_id=job.event_id,
+                    worker=worker,
+                    prompt_ref=prompt_ref,
+                    model=model,
+                    attempt=attempt,
+                    status=status,
+                    latency_ms=latency_ms,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    error=error,
+                    output=output,
+                )
+            )
+
+    def successful_output(self, run_id: str, worker: str) -> JSON | None:
+        """The output of an earlier successful call of this worker in this run."""
+        with self.session() as session:
+            return session.execute(
+                select(LlmCall.output)
+                .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status == "ok")
+                .limit(1)
+            ).scalar_one_or_none()
+
+    def calls_for(self, run_id: str) -> list[LlmCall]:
+        with self.session() as session:
+            return list(session.execute(select(LlmCall).where(LlmCall.run_id == run_id).order_by(LlmCall.id)).scalars())
+
+    def count_runs(self) -> int:
+        with self.session() as session:
+            return session.execute(select(func.count()).select_from(AnalysisRun)).scalar_one()
+
+    def _insert(self, table: type[Any]) -> Any:
+        """The dialect's INSERT, which knows ON CONFLICT."""
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        return dialect.insert(table)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns.
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)

@@ -1,0 +1,66 @@
+"""The single Celery app, configured from the settings."""
+
+from __future__ import annotations
+
+import threading
+
+from celery import Celery
+from kombu import Queue  # type: ignore[attr-defined]
+
+from orchestrator.config import Settings
+from orchestrator.services import Services, build_services
+
+_services_lock = threading.Lock()
+
+
+def create_celery(settings: Settings, services: Services | None = None) -> Celery:
+    """Build the Celery app and register the tasks.
+
+    With no broker configured (embedded mode) tasks run eagerly in-process.
+    ``services`` may be handed in to share the caller's database engine;
+    otherwise each process builds its own on first use (after any fork).
+    """
+    app = Celery("orchestrator", set_as_current=False)
+    app.conf.update(
+        broker_url=settings.celery_broker_url or "memory://",
+        result_backend=settings.result_backend or "cache+memory://",
+        task_always_eager=settings.embedded,
+        task_eager_propagates=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A task is acknowledged only once done, and requeued if its process dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        result_expires=settings.celery_result_expires,
+        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        task_default_queue=settings.celery_batch_queue,
+        task_queues=[Queue(settings.celery_realtime_queue), Queue(settings.celery_batch_queue)],
+        # Model calls are I/O-bound: threads beat processes (see README).
+        worker_pool="threads",
+        worker_concurrency=16,
+        # For Flower.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    app.orchestrator_settings = settings
+    app.orchestrator_services = services
+
+    from tasks.workers import register_tasks
+
+    register_tasks(app, settings)
+    return app
+
+
+def services_of(app: Celery) -> Services:
+    """This process's services for ``app``, built on first use."""
+    services: Services | None = app.orchestrator_services
+    if services is None:
+        with _services_lock:
+            services = app.orchestrator_services
+            if services is None:
+                services = build_services(app.orchestrator_settings)
+                app.orchestrator_services = services
+    return services

@@ -1,0 +1,88 @@
+"""Thin Celery tasks over ``orchestrator.pipeline``.
+
+Retry policy lives in ``ModelWorkerTask``: retryable model errors are retried
+with backoff; after the last retry, or on any other error, the task *returns*
+a failure outcome so the chord's callback always runs and decides the status.
+Only a dead process or a hard time limit fails the chord; ``chord_failed``
+handles that.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Ignore, Reject, Retry
+
+from orchestrator.adapters.base import RETRYABLE_ERRORS, TransientModelError
+from orchestrator.chord import AGGREGATE_TASK, CHORD_FAILED_TASK, worker_task_name
+from orchestrator.config import Settings
+from orchestrator.domain import JSON, WORKERS
+from orchestrator.pipeline import WorkerOutcome, aggregate_results, analyse_part, bundle_response, fail_run
+from orchestrator.retry import retry_delay
+from tasks.celery_app import services_of
+
+log = logging.getLogger(__name__)
+
+
+class ModelWorkerTask(Task):  # type: ignore[misc]
+    #: Which of the four workers this task runs; set at registration.
+    worker: str = ""
+    retry_backoff_max: float = 20.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except (Retry, Ignore, Reject):
+            raise
+        except RETRYABLE_ERRORS as exc:
+            if self.request.retries < self.max_retries:
+                retry_after = exc.retry_after if isinstance(exc, TransientModelError) else None
+                countdown = retry_delay(self.request.retries, retry_after, self.retry_backoff_max)
+                raise self.retry(exc=exc, countdown=countdown) from exc
+            return WorkerOutcome.failure(self.worker, exc).to_json()
+        except Exception as exc:
+            log.exception("%s task for run %s failed", self.worker, args[0] if args else "?")
+            return WorkerOutcome.failure(self.worker, exc).to_json()
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    for worker in WORKERS:
+        _register_worker_task(app, settings, worker)
+
+    @app.task(name=AGGREGATE_TASK, bind=True)
+    def aggregate(self: Task, results: list[JSON], run_id: str) -> JSON:
+        run = aggregate_results(run_id, results, store=services_of(self.app).store)
+        log.info("run %s event %s finished: %s %s", run.id, run.event_id, run.status, run.worker_statuses)
+        return bundle_response(run)
+
+    @app.task(name=CHORD_FAILED_TASK, bind=True, max_retries=None, default_retry_delay=5)
+    def chord_failed(self: Task, run_id: str) -> None:
+        """The chord failed as a whole (e.g. a worker process died mid-task)."""
+        cause = self.app.AsyncResult(run_id).result
+        reason = f"chord failed: {cause!r}" if cause is not None else "chord failed"
+        run = fail_run(run_id, reason, store=services_of(self.app).store)
+        log.error("run %s event %s: %s -> %s", run.id, run.event_id, reason, run.status)
+
+
+def _register_worker_task(app: Celery, settings: Settings, worker: str) -> None:
+    @app.task(
+        name=worker_task_name(worker),
+        base=ModelWorkerTask,
+        bind=True,
+        worker=worker,
+        max_retries=settings.model_max_retries,
+        retry_backoff_max=settings.model_retry_backoff_max,
+    )
+    def analyse(self: ModelWorkerTask, run_id: str) -> JSON:
+        services = services_of(self.app)
+        outcome = analyse_part(
+            worker,
+            run_id,
+            store=services.store,
+            adapter=services.adapter,
+            model_name=services.model_name,
+            attempt=self.request.retries + 1,
+        )
+        return outcome.to_json()
