@@ -51,13 +51,13 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     for worker in WORKERS:
         _register_worker_task(app, settings, worker)
 
-    @app.task(name=AGGREGATE_TASK, bind=True)
+    @app.task(name=AGGREGATE_TASK, bind=True, shared=False)
     def aggregate(self: Task, results: list[JSON], run_id: str) -> JSON:
         run = aggregate_results(run_id, results, store=services_of(self.app).store)
         log.info("run %s event %s finished: %s %s", run.id, run.event_id, run.status, run.worker_statuses)
         return bundle_response(run)
 
-    @app.task(name=CHORD_FAILED_TASK, bind=True, max_retries=None, default_retry_delay=5)
+    @app.task(name=CHORD_FAILED_TASK, bind=True, shared=False)
     def chord_failed(self: Task, run_id: str) -> None:
         """The chord failed as a whole (e.g. a worker process died mid-task)."""
         cause = self.app.AsyncResult(run_id).result
@@ -69,6 +69,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 def _register_worker_task(app: Celery, settings: Settings, worker: str) -> None:
     @app.task(
         name=worker_task_name(worker),
+        shared=False,
         base=ModelWorkerTask,
         bind=True,
         worker=worker,

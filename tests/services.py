@@ -1,0 +1,146 @@
+"""Starting and checking the real services the tests run against.
+
+PostgreSQL and Redis are expected on 127.0.0.1 (started by the machine); if
+one is down it is started with the machine's own command, or the test run
+stops with a message that says what is missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import psycopg2
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+REDIS_START = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''"
+
+
+class ServiceUnavailable(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def _postgres_up() -> bool:
+    try:
+        psycopg2.connect(PG_ADMIN_DSN).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+def _redis_up() -> bool:
+    try:
+        return bool(redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def _ensure(name: str, is_up: Callable[[], bool], start_command: str) -> None:
+    if is_up():
+        return
+    started = subprocess.run(start_command, shell=True, capture_output=True, text=True)
+    try:
+        wait_until(is_up, 20, name)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            f"{name} is not reachable on 127.0.0.1 and `{start_command}` did not start it "
+            f"(exit {started.returncode}): {started.stderr.strip() or started.stdout.strip()}"
+        ) from None
+
+
+def ensure_postgres() -> None:
+    if not glob.glob("/etc/postgresql/*") and not _postgres_up():
+        raise ServiceUnavailable("PostgreSQL is not running on 127.0.0.1:5432 and is not installed here")
+    _ensure("PostgreSQL", _postgres_up, PG_START)
+
+
+def ensure_redis() -> None:
+    _ensure("Redis", _redis_up, REDIS_START)
+
+
+def recreate_database(name: str) -> str:
+    """Drop and create database ``name``; return its SQLAlchemy URL."""
+    connection = psycopg2.connect(PG_ADMIN_DSN)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+class Process:
+    """A child process of the suite, with its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (pool children too)."""
+        if self.alive():
+            os.killpg(self.popen.pid, 9)
+            self.popen.wait(10)
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "MODEL_", "KAFKA_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(overrides)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_celery_worker(env: Mapping[str, str], log_dir: Path, name: str, concurrency: int = 8) -> Process:
+    args = [
+        sys.executable, "-m", "celery", "-A", "tasks", "worker",
+        "--loglevel=INFO", "-P", "threads", "-c", str(concurrency),
+        "--without-gossip", "--without-mingle", "-n", f"{name}@%h",
+    ]  # fmt: skip
+    return Process(name, args, env, log_dir)
