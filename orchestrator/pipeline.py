@@ -71,10 +71,9 @@ def analyse_part(
     redelivered task), its stored output is returned and the model is not
     called again. Every real attempt is recorded in ``llm_calls``.
     """
-    stored = store.successful_output(run_id, worker)
-    if stored is not None:
-        return WorkerOutcome(worker=worker, status="ok", output=stored)
-    job = store.load_job(run_id)
+    job = store.load_job(run_id, worker)
+    if job.previous_output is not None:
+        return WorkerOutcome(worker=worker, status="ok", output=job.previous_output)
     prompt_ref = prompt_ref_for(worker, job.prompt_ids)
     call = ModelCall(
         worker=worker,

@@ -81,6 +81,7 @@ def submit_analysis(
         },
         traceparent=traceparent,
         origin=origin,
+        save_context=request.segments is not None,
     )
     run = claim.run
     if not claim.created:
@@ -88,8 +89,6 @@ def submit_analysis(
         if not orphaned:
             return Submission(run=run, launched=False)
         log.warning("run %s event %s: relaunching an orphaned claim", run.id, run.event_id)
-    elif request.segments is not None:
-        store.save_context(request.context_id, segments, language)
     result = launch_chord(celery_app, run.id, queue=queue, traceparent=traceparent)
     store.mark_launched(run.id)
     return Submission(run=run, launched=True, result=result)

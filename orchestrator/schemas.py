@@ -17,7 +17,7 @@ from orchestrator.domain import JSON, WORKERS, AnalysisRequest, Segment
 from orchestrator.prompts import prompt_error
 
 _LANGUAGE = validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", error="Not a language tag such as 'en' or 'pt-BR'.")
-_NOT_BLANK = validate.Regexp(r"\S", error="Must not be empty or only white space.")
+_NOT_BLANK = validate.Regexp(r"\s*\S", error="Must not be empty or only white space.")
 
 
 @dataclass(frozen=True)

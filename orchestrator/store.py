@@ -8,7 +8,7 @@ for one event exactly one creates the row (a claim, not check-then-act).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,6 +57,8 @@ class Job:
     language: str | None
     prompt_ids: dict[str, str]
     traceparent: str | None
+    #: Output of an earlier successful attempt of the same worker, if any.
+    previous_output: JSON | None = None
 
 
 class RunStore:
@@ -74,24 +76,18 @@ class RunStore:
 
     # --- contexts -------------------------------------------------------
 
-    def save_context(self, context_id: str, segments: Sequence[Segment], language: str | None) -> None:
-        values = {
-            "context_id": context_id,
-            "language": language,
-            "segments": [s.to_json() for s in segments],
-            "updated_at": utcnow(),
-        }
+    def load_context(self, context_id: str) -> Context | None:
+        with self.session() as session:
+            return session.get(Context, context_id)
+
+    def _upsert_context(self, session: Session, context_id: str, segments: JSON, language: str | None) -> None:
+        values = {"context_id": context_id, "language": language, "segments": segments, "updated_at": utcnow()}
         statement = self._insert(Context).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["context_id"],
             set_={k: v for k, v in values.items() if k != "context_id"},
         )
-        with self.session() as session, session.begin():
-            session.execute(statement)
-
-    def load_context(self, context_id: str) -> Context | None:
-        with self.session() as session:
-            return session.get(Context, context_id)
+        session.execute(statement)
 
     # --- runs -----------------------------------------------------------
 
@@ -104,30 +100,39 @@ class RunStore:
         request: JSON,
         traceparent: str | None = None,
         origin: JSON | None = None,
+        save_context: bool = False,
     ) -> Claim:
-        """Create the run for ``event_id`` unless one exists; return it either way."""
-        run_id = str(uuid.uuid4())
+        """Create the run for ``event_id`` unless one exists; return it either way.
+
+        With ``save_context``, a newly created run also stores its segments as
+        the context's latest, in the same transaction.
+        """
+        values: JSON = {
+            "id": str(uuid.uuid4()),
+            "event_id": event_id,
+            "context_id": context_id,
+            "source": source,
+            "status": "pending",
+            "request": request,
+            "traceparent": traceparent,
+            "origin": origin,
+            "created_at": utcnow(),
+        }
         statement = (
             self._insert(AnalysisRun)
-            .values(
-                id=run_id,
-                event_id=event_id,
-                context_id=context_id,
-                source=source,
-                status="pending",
-                request=request,
-                traceparent=traceparent,
-                origin=origin,
-                created_at=utcnow(),
-            )
+            .values(**values)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(AnalysisRun.id)
         )
         with self.session() as session:
             with session.begin():
                 created = session.execute(statement).scalar_one_or_none() is not None
+                if created and save_context:
+                    self._upsert_context(session, context_id, request["segments"], request.get("language"))
+            if created:
+                return Claim(run=AnalysisRun(**values), created=True)
             run = session.execute(select(AnalysisRun).where(AnalysisRun.event_id == event_id)).scalar_one()
-        return Claim(run=run, created=created)
+        return Claim(run=run, created=False)
 
     def mark_launched(self, run_id: str) -> None:
         with self.session() as session, session.begin():
@@ -152,8 +157,8 @@ class RunStore:
             )
             return bool(taken.rowcount)  # type: ignore[attr-defined]
 
-    def load_job(self, run_id: str) -> Job:
-        """Raises ``LookupError`` if the run does not exist."""
+    def load_job(self, run_id: str, worker: str) -> Job:
+        """What ``worker`` needs for the run; raises ``LookupError`` if no such run."""
         with self.session() as session:
             run = session.get(AnalysisRun, run_id)
             if run is None:
@@ -165,6 +170,7 @@ class RunStore:
                 language=run.request.get("language"),
                 prompt_ids=dict(run.request.get("prompt_ids") or {}),
                 traceparent=run.traceparent,
+                previous_output=self._successful_output(session, run_id, worker),
             )
 
     def finish_run(
@@ -237,11 +243,15 @@ class RunStore:
     def successful_output(self, run_id: str, worker: str) -> JSON | None:
         """The output of an earlier successful call of this worker in this run."""
         with self.session() as session:
-            return session.execute(
-                select(LlmCall.output)
-                .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status == "ok")
-                .limit(1)
-            ).scalar_one_or_none()
+            return self._successful_output(session, run_id, worker)
+
+    @staticmethod
+    def _successful_output(session: Session, run_id: str, worker: str) -> JSON | None:
+        return session.execute(
+            select(LlmCall.output)
+            .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status == "ok")
+            .limit(1)
+        ).scalar_one_or_none()
 
     def calls_for(self, run_id: str) -> list[LlmCall]:
         with self.session() as session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -73,7 +74,7 @@ class OpenAIChatAdapter:
         self._api_key = api_key
         # A caller-provided session is used as configured; our own gets a big pool.
         self._owns_session = session is None
-        self._session = session if session is not None else _pooled_session()
+        self._session = session if session is not None else _pooled_session(self.url)
         # For messages: the URL without any user:password part.
         self._safe_url = _redact_url(self.url)
 
@@ -255,8 +256,14 @@ def _token_count(value: Any) -> int | None:
     return None
 
 
-def _pooled_session() -> requests.Session:
+def _pooled_session(url: str) -> requests.Session:
     session = requests.Session()
+    # Proxy settings are read from the environment once, here, instead of on
+    # every request (requests rescans os.environ per call: ~0.7 ms each).
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    session.trust_env = False
+    # What trust_env would otherwise have read: a custom CA bundle.
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_MAXSIZE)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

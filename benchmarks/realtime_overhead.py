@@ -1,0 +1,124 @@
+"""Realtime overhead: POST /orchestrator/analyze latency minus the model's latency.
+
+Starts everything for real on this machine: a fake OpenAI-compatible model
+with a fixed latency, a Celery worker (threads pool), the API under
+gunicorn (`orchestrator serve`), PostgreSQL and Redis. Then it sends
+requests at concurrency 1 and 8 and prints p50/p99 of the overhead: what the
+service adds on top of the four parallel model calls.
+
+    .venv/bin/python benchmarks/realtime_overhead.py [--requests 200] [--latency 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.config import Settings  # noqa: E402
+from orchestrator.migrate import upgrade_database  # noqa: E402
+from tests.conftest import settings_env  # noqa: E402
+from tests.factories import analyze_body  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
+from tests.services import (  # noqa: E402
+    Process,
+    ensure_postgres,
+    ensure_redis,
+    free_port,
+    recreate_database,
+    service_env,
+    start_celery_worker,
+    wait_until,
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def run_load(url: str, total: int, concurrency: int, segments: int) -> list[float]:
+    sessions = [requests.Session() for _ in range(concurrency)]
+
+    def one(index: int) -> float:
+        session = sessions[index % concurrency]
+        body = analyze_body(segments)
+        started = time.perf_counter()
+        response = session.post(f"{url}/orchestrator/analyze", json=body, timeout=60)
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200 or response.json()["status"] != "ok":
+            raise RuntimeError(f"unexpected answer {response.status_code}: {response.text[:300]}")
+        return elapsed
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, range(total)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200, help="requests per concurrency level")
+    parser.add_argument("--latency", type=float, default=0.1, help="fake model latency in seconds")
+    parser.add_argument("--segments", type=int, default=40, help="segments per request")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    args = parser.parse_args()
+
+    ensure_postgres()
+    ensure_redis()
+    database_url = recreate_database("orchestrator_bench")
+    upgrade_database(database_url)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
+    suffix = uuid.uuid4().hex[:8]
+    processes: list[Process] = []
+    with FakeLLM(latency_s=args.latency) as llm:
+        settings = Settings(
+            database_url=database_url,
+            celery_broker_url="redis://127.0.0.1:6379/12",
+            celery_realtime_queue=f"realtime-{suffix}",
+            celery_batch_queue=f"analysis-{suffix}",
+            model_adapter_url=llm.url,
+            model_name="fake-model",
+        )
+        env = service_env(**settings_env(settings))
+        try:
+            processes.append(start_celery_worker(env, log_dir, "bench-worker", concurrency=32))
+            port = free_port()
+            serve = [sys.executable, "-m", "orchestrator.cli", "--log-level", "WARNING", "serve", "--port", str(port)]
+            processes.append(Process("bench-api", serve, env, log_dir))
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _healthy(url), 60, "the API")
+            run_load(url, 20, 4, args.segments)  # warm-up: connections, caches
+            print(f"fake model latency {args.latency * 1000:.0f} ms, {args.segments} segments, "
+                  f"{args.requests} requests per level; overhead = POST latency - model latency")  # fmt: skip
+            for concurrency in args.concurrency:
+                started = time.perf_counter()
+                latencies = run_load(url, args.requests, concurrency, args.segments)
+                wall = time.perf_counter() - started
+                overhead = [(t - args.latency) * 1000 for t in latencies]
+                print(
+                    f"concurrency {concurrency:>2}: overhead p50 {statistics.median(overhead):6.1f} ms, "
+                    f"p99 {percentile(overhead, 99):6.1f} ms; {len(latencies) / wall:6.1f} requests/s"
+                )
+        finally:
+            for process in processes:
+                process.stop()
+    print(f"logs: {log_dir}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+if __name__ == "__main__":
+    main()
