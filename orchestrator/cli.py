@@ -72,6 +72,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=32, help="threads per process (default 32)")
     serve.set_defaults(handler=run_serve)
 
+    bridge = commands.add_parser(
+        "bridge",
+        help="consume Kafka analysis tasks and launch their chords",
+        description="Consume KAFKA_TASKS_TOPIC as consumer group KAFKA_GROUP_ID, launch a chord per new event "
+        "(duplicates are skipped), dead-letter undecodable or invalid messages to KAFKA_DLQ_TOPIC, and commit "
+        "offsets only once handed off. Topics are created when missing. SIGTERM/SIGINT: finish handing off what "
+        "was fetched, commit, exit 0.",
+    )
+    bridge.add_argument("--max-in-flight", type=int, help="override BRIDGE_MAX_IN_FLIGHT")
+    bridge.set_defaults(handler=run_bridge)
+
+    dlq = commands.add_parser("dlq", help="inspect and replay dead letters").add_subparsers(
+        dest="dlq_command", required=True, metavar="ACTION"
+    )
+    dlq_list = dlq.add_parser(
+        "list",
+        help="summarise the dead-letter topic",
+        description="Read KAFKA_DLQ_TOPIC from the beginning (no consumer group: nothing is committed) and print "
+        "counts by stage and error type, then the newest dead letters.",
+    )
+    dlq_list.add_argument("--limit", type=int, default=20, help="newest letters to show (default 20)")
+    dlq_list.add_argument("--json", action="store_true", help="print the summary as JSON")
+    dlq_list.set_defaults(handler=run_dlq_list)
+    dlq_replay = dlq.add_parser(
+        "replay",
+        help="re-publish dead letters to the tasks topic",
+        description="Re-publish the original payload of selected dead letters to KAFKA_TASKS_TOPIC (original key "
+        "and headers, x-replay-attempt incremented), oldest first, one per event. A failed run is analysed again "
+        "once per attempt number, so replaying the same dead letter twice analyses it once.",
+    )
+    dlq_replay.add_argument("--stage", choices=["decode", "validation", "processing"], help="only this stage")
+    dlq_replay.add_argument("--limit", type=int, help="replay at most N events")
+    dlq_replay.add_argument("--dry-run", action="store_true", help="print what would be replayed; send nothing")
+    dlq_replay.set_defaults(handler=run_dlq_replay)
+
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations up to REVISION (default head)")
     upgrade.add_argument("revision", nargs="?", default="head")
@@ -184,6 +219,72 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
             return flask_app
 
     Server().run()
+    return EXIT_OK
+
+
+def run_bridge(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from kafka.errors import KafkaError
+
+    from bridge.consumer import build_bridge
+
+    if args.max_in_flight is not None:
+        if args.max_in_flight < 1:
+            print("orchestrator bridge: --max-in-flight must be at least 1", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        settings = replace(settings, bridge_max_in_flight=args.max_in_flight)
+    try:
+        bridge = build_bridge(settings)
+    except KafkaError as exc:
+        print(
+            f"orchestrator bridge: cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc!r}", file=sys.stderr
+        )
+        return EXIT_UNAVAILABLE
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: bridge.stopping.set())
+    bridge.run()
+    return EXIT_OK
+
+
+def run_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    from kafka.errors import KafkaError
+
+    from bridge.redrive import format_summary, read_dead_letters, summarise
+
+    try:
+        letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
+    except KafkaError as exc:
+        print(f"orchestrator dlq list: cannot read {settings.kafka_dlq_topic}: {exc!r}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    summary = summarise(letters, newest=args.limit)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary, args.limit))
+    return EXIT_OK
+
+
+def run_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from kafka.errors import KafkaError
+
+    from bridge.redrive import ReplayError, read_dead_letters, replay, select_for_replay
+
+    try:
+        letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
+        selected = select_for_replay(letters, stage=args.stage, limit=args.limit)
+        if args.dry_run:
+            for letter in selected:
+                print(f"would replay {letter.event_id or '-'} ({letter.stage}, attempt {letter.attempt + 1})")
+        sent = replay(
+            selected,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            tasks_topic=settings.kafka_tasks_topic,
+            dry_run=args.dry_run,
+            progress=sys.stderr.isatty(),
+        )
+    except (KafkaError, ReplayError) as exc:
+        print(f"orchestrator dlq replay: {exc!r}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {sent} of {len(letters)} dead letters to {settings.kafka_tasks_topic}")
     return EXIT_OK
 
 

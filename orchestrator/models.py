@@ -39,6 +39,9 @@ class AnalysisRun(Base):
     #: pending until the aggregate callback (or the chord's error path) runs;
     #: then ok, partial or failed.
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    #: 1 for the original delivery; a replayed dead letter re-opens a failed
+    #: run with the next number (so one replay analyses it once).
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     #: What was analysed: language, prompt_ids and the segments snapshot.
     request: Mapped[dict[str, Any]] = mapped_column(JSONColumn, nullable=False)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
@@ -48,6 +51,7 @@ class AnalysisRun(Base):
     traceparent: Mapped[str | None] = mapped_column(String(64))
     #: Kafka coordinates of the message that started the run, for dead letters.
     origin: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)
+    #: When the current attempt was claimed; duration_ms counts from here.
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     #: Set once the chord has been handed to the broker.
     launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

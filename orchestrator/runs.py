@@ -64,10 +64,14 @@ def submit_analysis(
     queue: str,
     traceparent: str | None = None,
     origin: JSON | None = None,
+    attempt: int = 1,
 ) -> Submission:
     """Claim the event and launch its chord, unless the event is known already.
 
-    Raises ``UnknownContext`` when segments are omitted and none are stored.
+    A known event is launched again only in two cases: its run failed and
+    this is a later ``attempt`` (a replayed dead letter), or its claim was
+    orphaned before launch. Raises ``UnknownContext`` when segments are
+    omitted and none are stored.
     """
     segments, language = _resolve_segments(request, store)
     claim = store.claim_run(
@@ -81,15 +85,20 @@ def submit_analysis(
         },
         traceparent=traceparent,
         origin=origin,
+        attempt=attempt,
         save_context=request.segments is not None,
     )
     run = claim.run
+    launch_attempt = run.attempt
     if not claim.created:
-        orphaned = run.launched_at is None and store.take_over_stale_claim(run.id, STALE_CLAIM)
-        if not orphaned:
+        if run.status == "failed" and attempt > run.attempt and store.reopen_failed_run(run.id, attempt, origin):
+            log.info("run %s event %s: replay attempt %d re-opens the failed run", run.id, run.event_id, attempt)
+            launch_attempt = attempt
+        elif run.launched_at is None and store.take_over_stale_claim(run.id, STALE_CLAIM):
+            log.warning("run %s event %s: relaunching an orphaned claim", run.id, run.event_id)
+        else:
             return Submission(run=run, launched=False)
-        log.warning("run %s event %s: relaunching an orphaned claim", run.id, run.event_id)
-    result = launch_chord(celery_app, run.id, queue=queue, traceparent=traceparent)
+    result = launch_chord(celery_app, run.id, attempt=launch_attempt, queue=queue, traceparent=traceparent)
     store.mark_launched(run.id)
     return Submission(run=run, launched=True, result=result)
 

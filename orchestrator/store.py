@@ -8,7 +8,7 @@ for one event exactly one creates the row (a claim, not check-then-act).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -100,6 +100,7 @@ class RunStore:
         request: JSON,
         traceparent: str | None = None,
         origin: JSON | None = None,
+        attempt: int = 1,
         save_context: bool = False,
     ) -> Claim:
         """Create the run for ``event_id`` unless one exists; return it either way.
@@ -113,6 +114,7 @@ class RunStore:
             "context_id": context_id,
             "source": source,
             "status": "pending",
+            "attempt": attempt,
             "request": request,
             "traceparent": traceparent,
             "origin": origin,
@@ -157,6 +159,28 @@ class RunStore:
             )
             return bool(taken.rowcount)  # type: ignore[attr-defined]
 
+    def reopen_failed_run(self, run_id: str, attempt: int, origin: JSON | None) -> bool:
+        """Re-open a failed run for a replayed delivery numbered ``attempt``.
+
+        True for exactly one caller per attempt number: replaying the same
+        dead letter twice analyses the event once. ``origin`` (the replayed
+        message) replaces the old one, so a new dead letter carries its attempt.
+        """
+        with self.session() as session, session.begin():
+            reopened = session.execute(
+                update(AnalysisRun)
+                .where(AnalysisRun.id == run_id, AnalysisRun.status == "failed", AnalysisRun.attempt < attempt)
+                .values(
+                    status="pending",
+                    attempt=attempt,
+                    origin=origin,
+                    created_at=utcnow(),
+                    launched_at=None,
+                    finished_at=None,
+                )
+            )
+            return bool(reopened.rowcount)  # type: ignore[attr-defined]
+
     def load_job(self, run_id: str, worker: str) -> Job:
         """What ``worker`` needs for the run; raises ``LookupError`` if no such run."""
         with self.session() as session:
@@ -194,6 +218,12 @@ class RunStore:
             run.finished_at = now
             run.duration_ms = (now - _aware(run.created_at)).total_seconds() * 1000
             return run
+
+    def pending_among(self, run_ids: Iterable[str]) -> set[str]:
+        """Those of ``run_ids`` that have not finished yet."""
+        with self.session() as session:
+            query = select(AnalysisRun.id).where(AnalysisRun.id.in_(list(run_ids)), AnalysisRun.status == "pending")
+            return set(session.execute(query).scalars())
 
     def get_run(self, run_or_event_id: str) -> AnalysisRun | None:
         """Look a run up by its run id or its event id."""

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue  # type: ignore[attr-defined]
 
+from bridge.dlq import DeadLetterPublisher
 from orchestrator.config import Settings
 from orchestrator.services import Services, build_services
 
@@ -36,7 +37,13 @@ def create_celery(settings: Settings, services: Services | None = None) -> Celer
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         result_expires=settings.celery_result_expires,
-        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": settings.celery_visibility_timeout,
+            # Sweep for tasks of dead workers every 5 s (kombu's default is
+            # ~100 s), so recovery takes about the visibility timeout.
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.celery_batch_queue,
         task_queues=[Queue(settings.celery_realtime_queue), Queue(settings.celery_batch_queue)],
@@ -49,6 +56,7 @@ def create_celery(settings: Settings, services: Services | None = None) -> Celer
     )
     app.orchestrator_settings = settings
     app.orchestrator_services = services
+    app.orchestrator_dead_letters = None
 
     from tasks.workers import register_tasks
 
@@ -65,6 +73,19 @@ def _shorten_gil_switch_interval(**_: Any) -> None:
     showed up as milliseconds of added latency per task.
     """
     sys.setswitchinterval(0.0005)
+
+
+def dead_letter_publisher(app: Celery) -> DeadLetterPublisher:
+    """This process's dead-letter producer for ``app``, created on first use."""
+    publisher: DeadLetterPublisher | None = app.orchestrator_dead_letters
+    if publisher is None:
+        with _services_lock:
+            publisher = app.orchestrator_dead_letters
+            if publisher is None:
+                settings = app.orchestrator_settings
+                publisher = DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
+                app.orchestrator_dead_letters = publisher
+    return publisher
 
 
 def services_of(app: Celery) -> Services:

@@ -15,13 +15,17 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry
 
+from bridge.dlq import DeadLetterError, DeadLetterReason, SourceMessage
 from orchestrator.adapters.base import RETRYABLE_ERRORS, TransientModelError
 from orchestrator.chord import AGGREGATE_TASK, CHORD_FAILED_TASK, worker_task_name
 from orchestrator.config import Settings
 from orchestrator.domain import JSON, WORKERS
+from orchestrator.models import AnalysisRun
 from orchestrator.pipeline import WorkerOutcome, aggregate_results, analyse_part, bundle_response, fail_run
 from orchestrator.retry import retry_delay
-from tasks.celery_app import services_of
+from tasks.celery_app import dead_letter_publisher, services_of
+
+DEAD_LETTER_TASK = "orchestrator.dead_letter"
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +59,54 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def aggregate(self: Task, results: list[JSON], run_id: str) -> JSON:
         run = aggregate_results(run_id, results, store=services_of(self.app).store)
         log.info("run %s event %s finished: %s %s", run.id, run.event_id, run.status, run.worker_statuses)
+        _dead_letter_if_failed(self.app, run)
         return bundle_response(run)
 
     @app.task(name=CHORD_FAILED_TASK, bind=True, shared=False)
-    def chord_failed(self: Task, run_id: str) -> None:
+    def chord_failed(self: Task, failed_task_id: str, run_id: str) -> None:
         """The chord failed as a whole (e.g. a worker process died mid-task)."""
-        cause = self.app.AsyncResult(run_id).result
+        cause = self.app.AsyncResult(failed_task_id).result
         reason = f"chord failed: {cause!r}" if cause is not None else "chord failed"
         run = fail_run(run_id, reason, store=services_of(self.app).store)
         log.error("run %s event %s: %s -> %s", run.id, run.event_id, reason, run.status)
+        _dead_letter_if_failed(self.app, run)
+
+    @app.task(
+        name=DEAD_LETTER_TASK,
+        bind=True,
+        shared=False,
+        autoretry_for=(DeadLetterError,),
+        retry_backoff=True,
+        retry_backoff_max=60,
+        max_retries=None,  # never drop a dead letter: retry until Kafka is back
+    )
+    def dead_letter(self: Task, run_id: str) -> None:
+        run = services_of(self.app).store.get_run(run_id)
+        if run is None:
+            raise LookupError(f"run {run_id} not found")
+        dead_letter_publisher(self.app).publish(
+            SourceMessage.from_json(run.origin or {}),
+            processing_failure(run),
+            event_id=run.event_id,
+            context_id=run.context_id,
+            run_id=run.id,
+        )
+        log.warning("run %s event %s dead-lettered: all workers failed", run.id, run.event_id)
+
+
+def _dead_letter_if_failed(app: Celery, run: AnalysisRun) -> None:
+    """Events from Kafka whose four workers all failed go to the DLQ."""
+    if run.status == "failed" and run.source == "kafka":
+        app.send_task(DEAD_LETTER_TASK, args=(run.id,), queue=app.orchestrator_settings.celery_batch_queue)
+
+
+def processing_failure(run: AnalysisRun) -> DeadLetterReason:
+    return DeadLetterReason(
+        stage="processing",
+        error_type="AllWorkersFailed",
+        message="all four workers failed",
+        worker_errors=dict(run.errors or {}),
+    )
 
 
 def _register_worker_task(app: Celery, settings: Settings, worker: str) -> None:

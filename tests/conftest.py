@@ -6,6 +6,7 @@ event and context ids rather than by emptying tables.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,6 +31,7 @@ from tests.services import (
     Process,
     ServiceUnavailable,
     ensure_postgres,
+    drop_database,
     ensure_redis,
     recreate_database,
     service_env,
@@ -37,7 +39,7 @@ from tests.services import (
     wait_until,
 )
 
-#: Redis database used by the suite, emptied at the start of a session.
+#: Redis database used by the suite; sessions use queues of their own in it.
 REDIS_DB = 13
 #: Worker-side model settings: few, quick retries and a short read timeout.
 MODEL_MAX_RETRIES = 2
@@ -49,14 +51,17 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> str:
+def database_url() -> Iterator[str]:
+    """A fresh database for this session (per process, so parallel runs don't clash)."""
     try:
         ensure_postgres()
     except ServiceUnavailable as exc:
         pytest.exit(str(exc), returncode=3)
-    url = recreate_database("orchestrator_test")
+    name = f"orchestrator_test_{os.getpid()}"
+    url = recreate_database(name)
     upgrade_database(url)
-    return url
+    yield url
+    drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +70,7 @@ def redis_url() -> str:
         ensure_redis()
     except ServiceUnavailable as exc:
         pytest.exit(str(exc), returncode=3)
-    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB).flushdb()
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB).ping()
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 
 

@@ -120,6 +120,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._scripts: dict[str | None, deque[Fault]] = {}
         self._always: dict[str | None, Fault] = {}
+        self._matching: dict[str, Fault] = {}
         self._requests: list[RecordedRequest] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -187,11 +188,20 @@ class FakeLLM:
         with self._lock:
             self._always[worker] = fault
 
+    def fail_matching(self, text: str, fault: Fault) -> None:
+        """Answer every request whose body contains ``text`` with ``fault`` until ``reset()``.
+
+        Lets a test fail the model calls of chosen events only.
+        """
+        with self._lock:
+            self._matching[text] = fault
+
     def reset(self) -> None:
-        """Forget scripts, ``fail_always`` and recorded requests; restore the latency."""
+        """Forget scripts, ``fail_always``/``fail_matching`` and recorded requests; restore the latency."""
         with self._lock:
             self._scripts.clear()
             self._always.clear()
+            self._matching.clear()
             self._requests.clear()
             self.latency_s = self._default_latency_s
 
@@ -214,8 +224,11 @@ class FakeLLM:
         with self._lock:
             self._requests.append(request)
 
-    def _next_fault(self, worker: str) -> Fault | None:
+    def _next_fault(self, worker: str, raw_body: bytes = b"") -> Fault | None:
         with self._lock:
+            for text, fault in self._matching.items():
+                if text.encode() in raw_body:
+                    return fault
             for key in (worker, None):
                 if key in self._always:
                     return self._always[key]
@@ -325,7 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             self._send_json(400, _error("body must be a JSON object with 'messages'"))
             return
-        fault = fake._next_fault(worker)
+        fault = fake._next_fault(worker, json.dumps(body).encode())
         if fault is None or fault.kind == "hang":
             if fault is not None:
                 fake._sleep(fault.seconds)

@@ -96,6 +96,14 @@ def recreate_database(name: str) -> str:
     return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
 
 
+def drop_database(name: str) -> None:
+    connection = psycopg2.connect(PG_ADMIN_DSN)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    connection.close()
+
+
 class Process:
     """A child process of the suite, with its output in a log file."""
 

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("context_id", sa.String(128), nullable=False, index=True),
         sa.Column("source", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
         sa.Column("request", JSONColumn, nullable=False),
         sa.Column("result", JSONColumn),
         sa.Column("worker_statuses", JSONColumn),

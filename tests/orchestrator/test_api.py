@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from orchestrator.api import create_app
 from orchestrator.config import Settings
 from orchestrator.domain import WORKERS
-from orchestrator.models import AnalysisRun, LlmCall
+from orchestrator.models import AnalysisRun
 from orchestrator.store import RunStore
 from tests.conftest import MODEL_MAX_RETRIES
 from tests.factories import analyze_body, make_segments, unique

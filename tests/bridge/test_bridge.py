@@ -1,0 +1,261 @@
+"""The Kafka bridge end to end: a real broker, bridge process, Celery worker and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from bridge.dlq import REPLAY_ATTEMPT_HEADER
+from bridge.redrive import read_dead_letters
+from orchestrator.config import Settings
+from orchestrator.domain import WORKERS
+from orchestrator.models import AnalysisRun, LlmCall
+from orchestrator.store import RunStore
+from tests.conftest import settings_env
+from tests.factories import task_event, unique
+from tests.fake_llm import FakeLLM, Fault
+from tests.services import Process, service_env, start_celery_worker, wait_until
+
+FAIL_MARKER = "MODEL-FAILS-FOR-THIS-EVENT"
+
+
+@dataclass
+class Stack:
+    """A bridge and a worker on this test's own topics and queues."""
+
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    worker: Process
+    bridges: list[Process]
+
+    def start_bridge(self, *extra: str) -> Process:
+        args = [sys.executable, "-m", "orchestrator.cli", "bridge", *extra]
+        bridge = Process(f"bridge-{uuid.uuid4().hex[:6]}", args, self.env, self.log_dir)
+        self.bridges.append(bridge)
+        return bridge
+
+    def restart_worker(self) -> None:
+        self.worker = start_celery_worker(self.env, self.log_dir, f"worker-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture()
+def stack(kafka_settings: Settings, log_dir: Path, fake_llm: FakeLLM) -> Iterator[Stack]:
+    suffix = uuid.uuid4().hex[:8]
+    settings = replace(
+        kafka_settings,
+        celery_realtime_queue=f"rt-{suffix}",
+        celery_batch_queue=f"batch-{suffix}",
+        kafka_group_id=f"group-{suffix}",
+        celery_visibility_timeout=10,
+    )
+    env = service_env(**settings_env(settings))
+    worker = start_celery_worker(env, log_dir, f"worker-{suffix}")
+    stack = Stack(settings=settings, env=env, log_dir=log_dir, worker=worker, bridges=[])
+    try:
+        yield stack
+    finally:
+        for bridge in stack.bridges:
+            bridge.stop()
+        stack.worker.stop()
+
+
+def produce_events(settings: Settings, messages: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+    from tests.kafka import produce
+
+    produce(settings.kafka_bootstrap_servers, settings.kafka_tasks_topic, messages)
+
+
+def as_message(event: dict[str, object], headers: list[tuple[str, bytes]] | None = None) -> tuple[bytes, bytes, list]:
+    return str(event["context_id"]).encode(), json.dumps(event).encode(), headers or []
+
+
+def runs_for(store: RunStore, event_ids: set[str]) -> list[AnalysisRun]:
+    with store.session() as session:
+        return list(session.execute(select(AnalysisRun).where(AnalysisRun.event_id.in_(event_ids))).scalars())
+
+
+def finished(store: RunStore, event_ids: set[str]) -> bool:
+    runs = runs_for(store, event_ids)
+    return len(runs) == len(event_ids) and all(r.status != "pending" for r in runs)
+
+
+def ok_calls_per_worker(store: RunStore, run_ids: list[str]) -> Counter[tuple[str, str]]:
+    with store.session() as session:
+        rows = session.execute(
+            select(LlmCall.run_id, LlmCall.worker).where(LlmCall.run_id.in_(run_ids), LlmCall.status == "ok")
+        ).all()
+    return Counter((r.run_id, r.worker) for r in rows)
+
+
+def model_calls(store: RunStore, run_ids: list[str]) -> int:
+    with store.session() as session:
+        query = select(func.count()).select_from(LlmCall).where(LlmCall.run_id.in_(run_ids))
+        return session.execute(query).scalar_one()
+
+
+def test_a_mixed_stream_ends_in_one_run_per_valid_event_and_fifteen_dead_letters_then_replay_recovers(
+    stack: Stack, store: RunStore, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    valid = [task_event(3) for _ in range(175)]
+    failing = [task_event(2, segments=[{"id": "s1", "text": f"{FAIL_MARKER} {unique('x')}"}]) for _ in range(5)]
+    fake_llm.fail_matching(FAIL_MARKER, Fault.status(500))
+    not_json = [f"not json {unique('garbage')}".encode() for _ in range(5)]
+    invalid = [{"event_id": unique("bad"), "context_id": "c", "segments": [{"id": "s1", "text": ""}]} for _ in range(5)]
+    messages = [as_message(e) for e in valid + failing]
+    messages += [as_message(e) for e in valid[:10]]  # ten duplicates
+    messages += [(b"junk", raw, [("source", b"test")]) for raw in not_json]
+    messages += [as_message(e) for e in invalid]
+    assert len(messages) == 200
+    produce_events(stack.settings, messages)
+
+    stack.start_bridge()
+    distinct = {e["event_id"] for e in valid + failing}
+    wait_until(lambda: finished(store, distinct), 120, "every valid event to finish")
+    wait_until(lambda: len(read_dead_letters(*dlq(stack), timeout_s=2)) >= 15, 60, "15 dead letters")
+    time.sleep(2)  # nothing more may arrive
+
+    runs = runs_for(store, distinct)
+    assert len(runs) == 180
+    assert Counter(r.status for r in runs) == {"ok": 175, "failed": 5}
+    assert all(r.source == "kafka" for r in runs)
+    ok_runs = [r.id for r in runs if r.status == "ok"]
+    assert set(ok_calls_per_worker(store, ok_runs).values()) == {1}  # each worker called once per run
+    letters = read_dead_letters(*dlq(stack), timeout_s=5)
+    assert len(letters) == 15
+    assert Counter(letter.stage for letter in letters) == {"decode": 5, "validation": 5, "processing": 5}
+    decode = [letter for letter in letters if letter.stage == "decode"]
+    assert sorted(letter.original_payload() for letter in decode) == sorted(not_json)
+    assert all(("source", b"test") in letter.headers for letter in decode)
+    validation = [letter for letter in letters if letter.stage == "validation"]
+    assert {letter.event_id for letter in validation} == {e["event_id"] for e in invalid}
+    assert all("segments" in json.dumps(letter.body["reason"]["field_errors"]) for letter in validation)
+    processing = [letter for letter in letters if letter.stage == "processing"]
+    assert {letter.event_id for letter in processing} == {e["event_id"] for e in failing}
+    for letter in processing:
+        assert set(letter.body["reason"]["worker_errors"]) == set(WORKERS)
+        assert letter.body["source"]["topic"] == stack.settings.kafka_tasks_topic
+        assert json.loads(letter.original_payload() or b"")["event_id"] == letter.event_id
+
+    # The model endpoint recovers; replaying the processing failures analyses them once.
+    fake_llm.reset()
+    failed_ids = {e["event_id"] for e in failing}
+    replay = [sys.executable, "-m", "orchestrator.cli", "dlq", "replay", "--stage", "processing"]
+    for _ in range(2):  # the second replay must not analyse anything again
+        done = Process(f"replay-{uuid.uuid4().hex[:6]}", replay, stack.env, tmp_path)
+        assert done.popen.wait(60) == 0, done.log_tail()
+        done.stop()
+        wait_until(lambda: all(r.status == "ok" for r in runs_for(store, failed_ids)), 60, "replayed runs ok")
+    time.sleep(3)
+    replayed = runs_for(store, failed_ids)
+    assert len(replayed) == 5 and all(r.status == "ok" and r.attempt == 2 for r in replayed)
+    assert set(ok_calls_per_worker(store, [r.id for r in replayed]).values()) == {1}
+    assert len(read_dead_letters(*dlq(stack), timeout_s=3)) == 15
+
+
+def dlq(stack: Stack) -> tuple[str, str]:
+    return stack.settings.kafka_bootstrap_servers, stack.settings.kafka_dlq_topic
+
+
+def test_killing_the_bridge_mid_stream_and_restarting_it_analyses_every_event_once(
+    stack: Stack, store: RunStore, fake_llm: FakeLLM
+) -> None:
+    fake_llm.latency_s = 0.05
+    events = [task_event(2) for _ in range(80)]
+    produce_events(stack.settings, [as_message(e) for e in events])
+    ids = {e["event_id"] for e in events}
+
+    bridge = stack.start_bridge("--max-in-flight", "8")
+    wait_until(lambda: len(runs_for(store, ids)) >= 10, 60, "the first runs")
+    bridge.kill()
+    assert len(runs_for(store, ids)) < len(ids), "the bridge finished before it was killed"
+    stack.start_bridge()
+    wait_until(lambda: finished(store, ids), 120, "every event to finish")
+
+    runs = runs_for(store, ids)
+    assert len(runs) == 80 and {r.status for r in runs} == {"ok"}
+    per_worker = ok_calls_per_worker(store, [r.id for r in runs])
+    assert len(per_worker) == 80 * 4 and set(per_worker.values()) == {1}
+    assert fake_llm.calls_for("summary") == 80
+
+
+def test_killing_the_worker_mid_chord_and_restarting_it_completes_every_run_once(
+    stack: Stack, store: RunStore, fake_llm: FakeLLM
+) -> None:
+    fake_llm.latency_s = 1.5
+    events = [task_event(2) for _ in range(6)]
+    produce_events(stack.settings, [as_message(e) for e in events])
+    ids = {e["event_id"] for e in events}
+    stack.start_bridge()
+    wait_until(lambda: len(fake_llm.requests) >= 8, 60, "model calls in flight")
+
+    stack.worker.kill()
+    killed_at = time.monotonic()
+    stack.restart_worker()
+    wait_until(lambda: finished(store, ids), 90, "every run to finish after the worker restart")
+    recovery = time.monotonic() - killed_at
+
+    runs = runs_for(store, ids)
+    assert len(runs) == 6 and {r.status for r in runs} == {"ok"}
+    assert set(ok_calls_per_worker(store, [r.id for r in runs]).values()) == {1}
+    assert len(read_dead_letters(*dlq(stack), timeout_s=2)) == 0
+    print(f"worker crash recovery: {recovery:.1f} s (visibility timeout 10 s)")
+
+
+def test_backpressure_bounds_the_runs_in_flight(stack: Stack, store: RunStore, fake_llm: FakeLLM) -> None:
+    fake_llm.latency_s = 0.3
+    events = [task_event(2) for _ in range(12)]
+    produce_events(stack.settings, [as_message(e) for e in events])
+    ids = {e["event_id"] for e in events}
+
+    stack.start_bridge("--max-in-flight", "2")
+    most_pending = 0
+    deadline = time.monotonic() + 90
+    while not finished(store, ids) and time.monotonic() < deadline:
+        most_pending = max(most_pending, sum(r.status == "pending" for r in runs_for(store, ids)))
+        time.sleep(0.05)
+
+    assert finished(store, ids)
+    assert 1 <= most_pending <= 2
+
+
+def test_sigterm_finishes_handing_off_commits_and_exits_zero(stack: Stack, store: RunStore, fake_llm: FakeLLM) -> None:
+    events = [task_event(2) for _ in range(30)]
+    produce_events(stack.settings, [as_message(e) for e in events])
+    ids = {e["event_id"] for e in events}
+    bridge = stack.start_bridge()
+    wait_until(lambda: len(runs_for(store, ids)) >= 1, 60, "the first run")
+
+    bridge.popen.send_signal(signal.SIGTERM)
+    assert bridge.popen.wait(20) == 0, bridge.log_tail()
+    assert "bridge stopped" in bridge.log_tail()
+    stack.start_bridge()
+    wait_until(lambda: finished(store, ids), 60, "every event")
+    assert len(runs_for(store, ids)) == 30
+    assert fake_llm.calls_for("summary") == 30
+
+
+def test_traceparent_and_replay_attempt_headers_reach_the_model_and_the_run(
+    stack: Stack, store: RunStore, fake_llm: FakeLLM
+) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    event = task_event(2)
+    produce_events(stack.settings, [as_message(event, [("traceparent", traceparent.encode())])])
+    stack.start_bridge()
+    wait_until(lambda: finished(store, {event["event_id"]}), 60, "the run")
+
+    (run,) = runs_for(store, {event["event_id"]})
+    assert run.traceparent == traceparent
+    assert run.attempt == 1
+    assert {r.headers.get("traceparent") for r in fake_llm.requests} == {traceparent}
+    assert REPLAY_ATTEMPT_HEADER == "x-replay-attempt"
