@@ -58,7 +58,10 @@ def create_app(
 
     @app.post("/orchestrator/analyze")
     def analyze() -> tuple[Response, int]:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # absurdly deep nesting is not a usable body
+            body = None
         if body is None:
             return _error(400, "invalid_json", "The body must be a JSON object (Content-Type: application/json).")
         try:

@@ -20,7 +20,7 @@ from marshmallow import ValidationError
 from orchestrator.config import ConfigError, Settings
 from orchestrator.domain import JSON, WORKERS, AnalysisRequest, Segment
 from orchestrator.logs import configure_logging
-from orchestrator.schemas import AnalysisTaskSchema, AnalyzeRequestSchema, Limits
+from orchestrator.schemas import AnalysisTaskSchema, AnalyzeRequestSchema, Limits, idempotency_key_error
 
 EXIT_OK, EXIT_NOT_OK, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -125,7 +125,11 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     except ValidationError as exc:
         print(f"orchestrator analyze: invalid request: {json.dumps(exc.messages)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.event_id:
+    if args.event_id is not None:
+        problem = idempotency_key_error(args.event_id, Limits.from_settings(settings))
+        if problem:
+            print(f"orchestrator analyze: --event-id: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         analysis = replace(analysis, event_id=args.event_id)
     try:
         bundle = analyse_once(analysis, settings)

@@ -16,8 +16,26 @@ from orchestrator.config import Settings
 from orchestrator.domain import JSON, WORKERS, AnalysisRequest, Segment
 from orchestrator.prompts import prompt_error
 
-_LANGUAGE = validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", error="Not a language tag such as 'en' or 'pt-BR'.")
+_LANGUAGE = validate.And(
+    # \Z, not $: $ also matches before a trailing newline.
+    validate.Regexp(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z", error="Not a language tag such as 'en' or 'pt-BR'."),
+    validate.Length(max=35),
+)
 _NOT_BLANK = validate.Regexp(r"\s*\S", error="Must not be empty or only white space.")
+
+
+class Text(fields.String):
+    """A string PostgreSQL can store: no NUL character, no lone surrogate."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain a NUL character.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Must be valid Unicode (no lone surrogates).") from None
+        return text
 
 
 @dataclass(frozen=True)
@@ -32,9 +50,9 @@ class Limits:
 
 
 class SegmentSchema(Schema):
-    id = fields.Str(required=True, validate=_NOT_BLANK)
-    text = fields.Str(required=True, validate=_NOT_BLANK)
-    speaker = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    id = Text(required=True, validate=_NOT_BLANK)
+    text = Text(required=True, validate=_NOT_BLANK)
+    speaker = Text(load_default=None, allow_none=True, validate=validate.Length(max=200))
     start_ms = fields.Integer(strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0))
     end_ms = fields.Integer(strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0))
 
@@ -52,10 +70,10 @@ class SegmentSchema(Schema):
 class AnalyzeRequestSchema(Schema):
     """Body of ``POST /orchestrator/analyze``."""
 
-    context_id = fields.Str(required=True, validate=_NOT_BLANK)
-    language = fields.Str(load_default=None, allow_none=True, validate=_LANGUAGE)
+    context_id = Text(required=True, validate=_NOT_BLANK)
+    language = Text(load_default=None, allow_none=True, validate=_LANGUAGE)
     segments = fields.List(fields.Nested(SegmentSchema), load_default=None, allow_none=True)
-    prompt_ids = fields.Dict(keys=fields.Str(), values=fields.Str(), load_default=dict)
+    prompt_ids = fields.Dict(keys=Text(), values=Text(), load_default=dict)
 
     def __init__(self, limits: Limits | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -93,7 +111,7 @@ class AnalyzeRequestSchema(Schema):
 class AnalysisTaskSchema(AnalyzeRequestSchema):
     """Value of a message on the ``analysis.tasks`` Kafka topic."""
 
-    event_id = fields.Str(required=True, validate=_NOT_BLANK)
+    event_id = Text(required=True, validate=_NOT_BLANK)
 
 
 def _segment_limit_errors(segments: list[Segment], limits: Limits) -> dict[str, Any] | list[str]:
@@ -134,16 +152,16 @@ class _Output(Schema):
 
 
 class SummaryOutputSchema(_Output):
-    summary = fields.Str(required=True, validate=_NOT_BLANK)
-    key_points = fields.List(fields.Str(), required=True)
+    summary = Text(required=True, validate=_NOT_BLANK)
+    key_points = fields.List(Text(), required=True)
 
 
 class ClaimSchema(_Output):
-    claim = fields.Str(required=True, validate=_NOT_BLANK)
-    evidence = fields.List(fields.Str(), load_default=list)
-    stance = fields.Str(required=True, validate=validate.OneOf(["for", "against", "neutral"]))
-    speaker = fields.Str(load_default=None, allow_none=True)
-    segment_id = fields.Str(load_default=None, allow_none=True)
+    claim = Text(required=True, validate=_NOT_BLANK)
+    evidence = fields.List(Text(), load_default=list)
+    stance = Text(required=True, validate=validate.OneOf(["for", "against", "neutral"]))
+    speaker = Text(load_default=None, allow_none=True)
+    segment_id = Text(load_default=None, allow_none=True)
 
 
 class ArgumentOutputSchema(_Output):
@@ -151,19 +169,19 @@ class ArgumentOutputSchema(_Output):
 
 
 class ImplicationSchema(_Output):
-    text = fields.Str(required=True, validate=_NOT_BLANK)
-    segment_id = fields.Str(load_default=None, allow_none=True)
-    speaker = fields.Str(load_default=None, allow_none=True)
+    text = Text(required=True, validate=_NOT_BLANK)
+    segment_id = Text(load_default=None, allow_none=True)
+    speaker = Text(load_default=None, allow_none=True)
 
 
 class SentimentScoreSchema(_Output):
-    label = fields.Str(required=True, validate=validate.OneOf(["positive", "negative", "neutral"]))
+    label = Text(required=True, validate=validate.OneOf(["positive", "negative", "neutral"]))
     score = fields.Float(required=True, validate=validate.Range(min=-1.0, max=1.0))
 
 
 class SentimentSchema(_Output):
     overall = fields.Nested(SentimentScoreSchema, required=True)
-    by_speaker = fields.Dict(keys=fields.Str(), values=fields.Nested(SentimentScoreSchema), load_default=dict)
+    by_speaker = fields.Dict(keys=Text(), values=fields.Nested(SentimentScoreSchema), load_default=dict)
 
 
 class ImplicationSentimentOutputSchema(_Output):
@@ -172,10 +190,10 @@ class ImplicationSentimentOutputSchema(_Output):
 
 
 class FindingSchema(_Output):
-    type = fields.Str(required=True, validate=_NOT_BLANK)
-    quote = fields.Str(required=True)
-    segment_id = fields.Str(load_default=None, allow_none=True)
-    explanation = fields.Str(load_default="")
+    type = Text(required=True, validate=_NOT_BLANK)
+    quote = Text(required=True)
+    segment_id = Text(load_default=None, allow_none=True)
+    explanation = Text(load_default="")
 
 
 class LogicBiasOutputSchema(_Output):

