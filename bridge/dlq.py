@@ -292,10 +292,15 @@ class DeadLetterPublisher:
         attempt = 0
         while True:
             attempt += 1
+            wait_s = min(max(deadline - time.monotonic(), 0.001), self.REQUEST_TIMEOUT_MS / 1000)
             try:
-                pending = self._attempt(letter, pending, deadline)
-                if pending.acknowledged:
-                    return
+                # A send that merely timed out is still being retried inside
+                # the producer: wait for it again rather than send a second
+                # copy. Only a send that failed outright is sent anew.
+                if pending is None or pending.future.failed():
+                    pending = self._send(letter, wait_s)
+                self._wait(pending, wait_s)
+                return
             except KafkaError as exc:
                 last_error: KafkaError = exc
                 self._count_failure(attempt, source, event_id, exc)
@@ -315,28 +320,21 @@ class DeadLetterPublisher:
         if producer is not None and self._pid == os.getpid():
             producer.close(timeout=timeout_s)
 
-    def _attempt(self, letter: DeadLetterMessage, pending: _Pending | None, deadline: float) -> _Pending:
-        """Send ``letter`` (or keep waiting for an earlier send) until acked or the attempt times out.
+    def _send(self, letter: DeadLetterMessage, bootstrap_timeout_s: float) -> _Pending:
+        producer = self._producer_for_this_process(bootstrap_timeout_s)
+        key, value, headers = letter
+        return _Pending(producer, producer.send(self.topic, key=key, value=value, headers=headers))
 
-        A send that merely timed out is still being retried inside the
-        producer, so the next attempt waits for it again rather than sending
-        a second copy; only a send that failed outright is sent anew.
-        """
-        wait_s = min(max(deadline - time.monotonic(), 0.001), self.REQUEST_TIMEOUT_MS / 1000)
-        if pending is None or pending.future.failed():
-            producer = self._producer_for_this_process(wait_s)
-            key, value, headers = letter
-            pending = _Pending(producer, producer.send(self.topic, key=key, value=value, headers=headers))
+    def _wait(self, pending: _Pending, timeout_s: float) -> None:
+        """Block until ``pending`` is acknowledged; raise its error or ``KafkaTimeoutError``."""
         try:
-            pending.future.get(timeout=wait_s)
+            pending.future.get(timeout=timeout_s)
         except KafkaError:
             if pending.future.failed():
                 # Failed outright (not just slow): the next send starts from a
                 # fresh producer in case this one is in a bad state.
                 self._discard(pending.producer)
             raise
-        pending.acknowledged = True
-        return pending
 
     def _producer_for_this_process(self, bootstrap_timeout_s: float) -> KafkaProducer:
         if self._pid != os.getpid():
@@ -396,4 +394,3 @@ class _Pending:
 
     producer: KafkaProducer
     future: Any  # kafka-python's FutureRecordMetadata
-    acknowledged: bool = False

@@ -33,7 +33,9 @@ REASON = DeadLetterReason(
 )
 
 
-def source(value: bytes | None, key: bytes | None = b"debate-42", headers: tuple[tuple[str, bytes], ...] = HEADERS):
+def source(
+    value: bytes | None, key: bytes | None = b"debate-42", headers: tuple[tuple[str, bytes], ...] = HEADERS
+) -> SourceMessage:
     return SourceMessage(
         topic="analysis.tasks",
         partition=2,

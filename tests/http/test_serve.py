@@ -1,0 +1,80 @@
+"""`orchestrator serve` over real HTTP, with the real worker behind it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from orchestrator.config import Settings
+from orchestrator.store import RunStore
+from tests.conftest import settings_env
+from tests.factories import analyze_body, unique
+from tests.fake_llm import FakeLLM
+from tests.services import Process, free_port, service_env, wait_until
+
+
+@pytest.fixture(scope="module")
+def api_url(settings: Settings, celery_worker: Process, log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    args = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--threads", "16"]
+    server = Process("serve", args, service_env(**settings_env(settings)), log_dir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url) or not server.alive(), 30, "orchestrator serve")
+        assert server.alive(), server.log_tail()
+        yield url
+    finally:
+        server.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_ten_concurrent_requests_with_one_key_make_one_run_and_one_answer(
+    api_url: str, store: RunStore, fake_llm: FakeLLM
+) -> None:
+    fake_llm.latency_s = 0.3  # keep the first run in flight while the others arrive
+    key = unique("key")
+    body = analyze_body(40)
+
+    def post(_: int) -> requests.Response:
+        return requests.post(f"{api_url}/orchestrator/analyze", json=body, headers={"Idempotency-Key": key}, timeout=30)
+
+    with ThreadPoolExecutor(10) as pool:
+        responses = list(pool.map(post, range(10)))
+
+    assert [r.status_code for r in responses] == [200] * 10
+    assert {r.json()["run_id"] for r in responses} == {responses[0].json()["run_id"]}
+    assert {r.json()["status"] for r in responses} == {"ok"}
+    run = store.get_run(key)
+    assert run is not None and run.id == responses[0].json()["run_id"]
+    assert len(store.calls_for(run.id)) == 4
+    assert fake_llm.calls_for("summary") == 1
+
+
+def test_bad_input_over_http_is_json_never_500(api_url: str) -> None:
+    not_json = requests.post(
+        f"{api_url}/orchestrator/analyze", data=b"{nope", headers={"Content-Type": "application/json"}, timeout=5
+    )
+    unknown = requests.post(f"{api_url}/orchestrator/analyze", json={"context_id": "c", "x": 1}, timeout=5)
+    wrong_method = requests.get(f"{api_url}/orchestrator/analyze", timeout=5)
+
+    assert not_json.status_code == 400 and not_json.json()["error"] == "invalid_json"
+    assert unknown.status_code == 422 and "x" in unknown.json()["fields"]
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+
+
+def test_metrics_endpoint_serves_prometheus_text(api_url: str) -> None:
+    response = requests.get(f"{api_url}/metrics", timeout=5)
+
+    assert response.status_code == 200
+    assert "flask_http_request_duration_seconds" in response.text
