@@ -15,13 +15,17 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
 from celery import Celery
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from marshmallow import ValidationError
 
-from bridge.dlq import DeadLetterPublisher, DeadLetterReason, SourceMessage, replay_attempt
+from bridge.dlq import DeadLetterError, DeadLetterPublisher, DeadLetterReason, SourceMessage, replay_attempt
 from orchestrator.config import Settings
+from orchestrator.metrics import BRIDGE_EVENTS, BRIDGE_IN_FLIGHT, BRIDGE_PAUSED, BRIDGE_RETRIES
 from orchestrator.runs import UnknownContext, submit_analysis
 from orchestrator.schemas import AnalysisTaskSchema, Limits
 from orchestrator.store import RunStore
@@ -30,6 +34,19 @@ log = logging.getLogger(__name__)
 
 #: How long to back off after an infrastructure error before retrying.
 RETRY_PAUSE_S = 2.0
+
+#: Failures of our own services: the message is fine, try it again later.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    KafkaError,
+    DeadLetterError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 class UndecodableMessage(ValueError):
@@ -115,22 +132,24 @@ class Bridge:
     ) -> dict[TopicPartition, int]:
         """Hand off each record in order; return the next offset to commit per partition.
 
-        Stops a partition early (and seeks back) when the in-flight bound is
-        reached or our infrastructure fails, so the rest is fetched again.
+        A partition stops early (and seeks back, so the rest is fetched again)
+        when the in-flight bound is reached or our infrastructure fails. On
+        shutdown the batch already fetched is still handed off.
         """
         done: dict[TopicPartition, int] = {}
         for partition, records in batch.items():
             for record in records:
-                if len(self.in_flight) >= self.settings.bridge_max_in_flight or self.stopping.is_set():
+                if len(self.in_flight) >= self.settings.bridge_max_in_flight:
                     consumer.seek(partition, record.offset)
                     break
                 try:
                     self.handle(record)
-                except Exception:
+                except INFRASTRUCTURE_ERRORS:
                     log.exception(
                         "bridge: cannot hand off %s[%d]@%d; retrying in %g s",
                         record.topic, record.partition, record.offset, RETRY_PAUSE_S,
                     )  # fmt: skip
+                    BRIDGE_RETRIES.inc()
                     consumer.seek(partition, record.offset)
                     self.stopping.wait(RETRY_PAUSE_S)
                     break
@@ -140,7 +159,9 @@ class Bridge:
     def handle(self, record: Any) -> None:
         """Hand off one record: launch its run, recognise a duplicate, or dead-letter it.
 
-        Raises only when our own infrastructure fails (retry later).
+        Raises only ``INFRASTRUCTURE_ERRORS`` (retry later). Any other error
+        while handing off a valid event dead-letters it as ``processing``, so
+        one poisonous message never blocks its partition.
         """
         source = SourceMessage.from_record(record)
         try:
@@ -171,6 +192,14 @@ class Bridge:
             reason = DeadLetterReason("validation", type(exc).__name__, str(exc), field_errors={"segments": [str(exc)]})
             self.dead_letter(source, reason, event_id=task.event_id, context_id=task.context_id)
             return
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:
+            log.exception("bridge: event %s cannot be handed off", task.event_id)
+            reason = DeadLetterReason("processing", type(exc).__name__, str(exc))
+            self.dead_letter(source, reason, event_id=task.event_id, context_id=task.context_id)
+            return
+        BRIDGE_EVENTS.labels(outcome="launched" if submission.launched else "duplicate").inc()
         if submission.launched:
             self.in_flight.add(submission.run.id)
         else:
@@ -182,10 +211,12 @@ class Bridge:
             reason.message,
         )  # fmt: skip
         self.dead_letters.publish(source, reason, **ids)
+        BRIDGE_EVENTS.labels(outcome=f"dead_letter_{reason.stage}").inc()
 
     def refresh_in_flight(self) -> None:
         if self.in_flight:
             self.in_flight = self.store.pending_among(self.in_flight)
+        BRIDGE_IN_FLIGHT.set(len(self.in_flight))
 
     def apply_backpressure(self, consumer: KafkaConsumer) -> None:
         """Pause every partition while too many runs are in flight; resume below the bound.
@@ -197,9 +228,11 @@ class Bridge:
         if full and not paused and consumer.assignment():
             log.info("bridge: %d runs in flight; pausing", len(self.in_flight))
             consumer.pause(*consumer.assignment())
+            BRIDGE_PAUSED.set(1)
         elif not full and paused:
             log.info("bridge: %d runs in flight; resuming", len(self.in_flight))
             consumer.resume(*paused)
+            BRIDGE_PAUSED.set(0)
 
     def commit(self, consumer: KafkaConsumer, done: dict[TopicPartition, int]) -> None:
         if not done:
@@ -226,6 +259,7 @@ def build_bridge(settings: Settings) -> Bridge:
         settings.kafka_bootstrap_servers,
         [settings.kafka_tasks_topic, settings.kafka_dlq_topic],
         settings.kafka_topic_partitions,
+        settings.kafka_replication_factor,
     )
     if created:
         log.info("created topics %s", ", ".join(created))

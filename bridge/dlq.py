@@ -22,9 +22,9 @@ from typing import Any, Literal, Protocol
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from prometheus_client import Counter
 
 from orchestrator.domain import JSON
+from orchestrator.metrics import DEAD_LETTER_PUBLISH_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,6 @@ REPLAY_ATTEMPT_HEADER = "x-replay-attempt"
 DLQ_HEADER_PREFIX = "x-dlq-"
 STAGE_HEADER = "x-dlq-stage"
 ERROR_TYPE_HEADER = "x-dlq-error-type"
-
-PUBLISH_FAILURES = Counter(
-    "orchestrator_dead_letter_publish_failures",
-    "Attempts to publish a dead letter that failed (each retry counts)",
-)
 
 
 # --- bytes in JSON ---------------------------------------------------------------------------
@@ -375,7 +370,7 @@ class DeadLetterPublisher:
     def _count_failure(self, attempt: int, source: SourceMessage, event_id: str | None, exc: KafkaError) -> None:
         with self._lock:
             self.failures += 1
-        PUBLISH_FAILURES.inc()
+        DEAD_LETTER_PUBLISH_FAILURES.inc()
         log.warning(
             "dead letter publish attempt %d failed for %s/%d@%d (event %s) to %s: %r",
             attempt,

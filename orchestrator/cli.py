@@ -115,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator.runs import UnknownContext
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+
+    from orchestrator.runs import RunTimeout, UnknownContext
 
     try:
         analysis = read_request(args.file, settings, args.context_id, args.language)
@@ -136,6 +139,12 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     except UnknownContext as exc:
         print(f"orchestrator analyze: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunTimeout as exc:
+        print(f"orchestrator analyze: {exc}", file=sys.stderr)
+        return EXIT_NOT_OK
+    except (SQLAlchemyOperationalError, KombuOperationalError) as exc:
+        print(f"orchestrator analyze: a service is unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     if not args.quiet:
         print(json.dumps(bundle, indent=2, ensure_ascii=False))
     for worker in WORKERS:
@@ -232,6 +241,7 @@ def run_bridge(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
     from bridge.consumer import build_bridge
+    from orchestrator.metrics import serve_process_metrics
 
     if args.max_in_flight is not None:
         if args.max_in_flight < 1:
@@ -247,6 +257,7 @@ def run_bridge(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_UNAVAILABLE
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: bridge.stopping.set())
+    serve_process_metrics(settings.metrics_port)
     bridge.run()
     return EXIT_OK
 

@@ -65,12 +65,27 @@ class Settings:
     kafka_tasks_topic: str = "analysis.tasks"
     kafka_dlq_topic: str = "analysis.dlq"
     kafka_topic_partitions: int = 3
+    #: KAFKA_REPLICATION_FACTOR: for topics the bridge creates (3 on a real cluster).
+    kafka_replication_factor: int = 1
     #: BRIDGE_MAX_IN_FLIGHT: runs launched by one bridge and not yet finished
     #: before it pauses its partitions.
     bridge_max_in_flight: int = 64
 
+    #: METRICS_PORT: where a bridge or Celery worker process serves its
+    #: Prometheus metrics; 0 turns it off (the API serves /metrics itself).
+    metrics_port: int = 0
+
     #: LOG_LEVEL: DEBUG, INFO, WARNING, ...
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        # The id columns are VARCHAR(128): a longer limit would let ids pass
+        # validation and then fail to store.
+        if not 1 <= self.max_id_length <= 128:
+            raise ConfigError(f"MAX_ID_LENGTH={self.max_id_length} must be between 1 and 128")
+        for name in ("max_segments", "max_total_chars", "bridge_max_in_flight", "kafka_topic_partitions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.upper()} must be at least 1")
 
     @property
     def embedded(self) -> bool:

@@ -1,14 +1,41 @@
 """Every metric the service exports, declared once.
 
-Each Flask app gets its own registry so that several apps (tests, the
-embedded CLI) can live in one process without clashing names.
+The API's metrics live in a registry per Flask app, so several apps (tests,
+the embedded CLI) can share a process. The bridge's and the workers'
+metrics are process-wide (default registry), served on METRICS_PORT.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+# --- bridge and workers (default registry) ---------------------------------
+
+#: Kafka messages handed off by the bridge, by outcome: launched, duplicate,
+#: dead_letter_decode, dead_letter_validation, dead_letter_processing.
+BRIDGE_EVENTS = Counter("orchestrator_bridge_events", "Kafka messages handed off, by outcome", ["outcome"])
+#: Hand-offs retried because the database, Redis or Kafka failed.
+BRIDGE_RETRIES = Counter("orchestrator_bridge_retries", "Hand-offs retried after an infrastructure error")
+#: Runs launched by this bridge and not finished (bounded by BRIDGE_MAX_IN_FLIGHT).
+BRIDGE_IN_FLIGHT = Gauge("orchestrator_bridge_in_flight", "Runs launched by this bridge and not finished")
+#: 1 while the bridge has paused its partitions for backpressure.
+BRIDGE_PAUSED = Gauge("orchestrator_bridge_paused", "1 while partitions are paused for backpressure")
+#: Failed attempts to publish a dead letter (each retry counts; none is dropped).
+DEAD_LETTER_PUBLISH_FAILURES = Counter(
+    "orchestrator_dead_letter_publish_failures", "Failed attempts to publish a dead letter (each retry counts)"
+)
+#: Finished runs by source and status, counted by the worker that aggregated them.
+RUNS_FINISHED = Counter("orchestrator_runs_finished", "Finished runs by source and status", ["source", "status"])
+#: Model call attempts by worker and status (ok, error, timeout).
+MODEL_CALLS = Counter("orchestrator_model_calls", "Model call attempts by worker and status", ["worker", "status"])
+
+
+def serve_process_metrics(port: int) -> None:
+    """Expose the process-wide metrics on ``port`` (0: not at all)."""
+    if port:
+        start_http_server(port)
 
 
 class ApiMetrics:

@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 
 from orchestrator.adapters.base import ModelAdapter, ModelCall, ModelError, ModelOutputError, ModelTimeout
 from orchestrator.domain import JSON, WORKERS, RunStatus, WorkerStatus
+from orchestrator.metrics import MODEL_CALLS, RUNS_FINISHED
 from orchestrator.models import AnalysisRun
 from orchestrator.prompts import prompt_ref_for, render_prompt
 from orchestrator.schemas import OUTPUT_SCHEMAS
@@ -97,6 +98,7 @@ def analyse_part(
             latency_ms=(time.perf_counter() - started) * 1000,
             error=describe_error(exc),
         )
+        MODEL_CALLS.labels(worker=worker, status="timeout" if isinstance(exc, ModelTimeout) else "error").inc()
         log.warning("run %s event %s: %s attempt %d failed: %s", run_id, job.event_id, worker, attempt, exc)
         raise
     store.record_call(
@@ -111,6 +113,7 @@ def analyse_part(
         output_tokens=reply.usage.output_tokens,
         output=output,
     )
+    MODEL_CALLS.labels(worker=worker, status="ok").inc()
     return WorkerOutcome(worker=worker, status="ok", output=output)
 
 
@@ -156,13 +159,15 @@ def aggregate_results(run_id: str, results: Iterable[Mapping[str, Any]], *, stor
     for worker in missing:  # cannot happen with a well-formed chord; never hide it
         outcomes[worker] = WorkerOutcome(worker=worker, status="error", error="no result from worker")
     statuses = {w: outcomes[w].status for w in WORKERS}
-    return store.finish_run(
+    run = store.finish_run(
         run_id,
         status=decide_run_status(statuses.values()),
         result=merge_outputs(outcomes),
         worker_statuses=statuses,
         errors={w: o.error for w, o in outcomes.items() if o.error},
     )
+    RUNS_FINISHED.labels(source=run.source, status=run.status).inc()
+    return run
 
 
 def fail_run(run_id: str, reason: str, *, store: RunStore) -> AnalysisRun:

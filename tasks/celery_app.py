@@ -11,7 +11,9 @@ from kombu import Queue  # type: ignore[attr-defined]
 
 from bridge.dlq import DeadLetterPublisher
 from orchestrator.config import Settings
+from orchestrator.metrics import serve_process_metrics
 from orchestrator.services import Services, build_services
+from tasks.results import result_backend_url
 
 _services_lock = threading.Lock()
 
@@ -26,7 +28,7 @@ def create_celery(settings: Settings, services: Services | None = None) -> Celer
     app = Celery("orchestrator", set_as_current=False)
     app.conf.update(
         broker_url=settings.celery_broker_url or "memory://",
-        result_backend=settings.result_backend or "cache+memory://",
+        result_backend=result_backend_url(settings.result_backend) if settings.result_backend else "cache+memory://",
         task_always_eager=settings.embedded,
         task_eager_propagates=True,
         task_serializer="json",
@@ -62,6 +64,13 @@ def create_celery(settings: Settings, services: Services | None = None) -> Celer
 
     register_tasks(app, settings)
     return app
+
+
+@signals.worker_init.connect
+def _serve_worker_metrics(sender: Any = None, **_: Any) -> None:
+    settings = getattr(getattr(sender, "app", None), "orchestrator_settings", None)
+    if settings is not None:
+        serve_process_metrics(settings.metrics_port)
 
 
 @signals.worker_init.connect

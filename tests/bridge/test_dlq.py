@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
+import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -21,7 +23,7 @@ from bridge.dlq import (
 )
 from bridge.redrive import read_dead_letters
 from tests.bridge.conftest import KafkaTopics
-from tests.kafka import Broker
+from tests.kafka import Broker, create_topics, start_broker
 from tests.services import free_port
 
 HEADERS = (("trace-id", b"abc-123"), ("blob", b"\x00\xff\x10"), ("trace-id", b"second"))
@@ -224,3 +226,34 @@ def test_publisher_works_in_a_forked_child(kafka_broker: Broker, kafka_topics: K
     letters = read_dead_letters(kafka_broker.bootstrap, kafka_topics.dlq)
     assert sorted(letter.event_id or "" for letter in letters) == ["evt-child", "evt-parent-1", "evt-parent-2"]
     assert publisher.failures == 0
+
+
+def test_publisher_rides_out_a_broker_restart(log_dir: Path) -> None:
+    broker = start_broker(log_dir, "tansu-restart")
+    port = int(broker.bootstrap.rsplit(":", 1)[1])
+    create_topics(broker.bootstrap, ["analysis.dlq"])
+    publisher = DeadLetterPublisher(broker.bootstrap, "analysis.dlq", deadline_s=20)
+    restarted: list[Broker] = []
+
+    def restart_after(delay_s: float) -> None:
+        time.sleep(delay_s)
+        restarted.append(start_broker(log_dir, "tansu-restart", port=port))  # empty: memory storage
+        create_topics(broker.bootstrap, ["analysis.dlq"])
+
+    try:
+        publisher.publish(source(b"first"), REASON, event_id="evt-first")
+        broker.kill()
+        thread = threading.Thread(target=restart_after, args=(1.5,))
+        thread.start()
+        publisher.publish(source(b"second"), REASON, event_id="evt-second")
+        thread.join()
+        publisher.close()
+
+        letters = read_dead_letters(broker.bootstrap, "analysis.dlq")
+        # The restarted broker is empty; the retry went through a new producer
+        # (Tansu forgets producer ids, which breaks the idempotent one) and sent once.
+        assert [letter.event_id for letter in letters] == ["evt-second"]
+    finally:
+        broker.kill()
+        for again in restarted:
+            again.kill()
