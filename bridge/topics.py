@@ -21,7 +21,8 @@ def ensure_topics(
     created by another one in the meantime counts as existing. Raises the
     ``kafka.errors.KafkaError`` of any other failure.
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    # Fail within 10 s when Kafka is unreachable (the default waits 30 s).
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, bootstrap_timeout_ms=10_000)
     try:
         existing = set(admin.list_topics())
         missing = [topic for topic in dict.fromkeys(topics) if topic not in existing]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from bridge.dlq import REPLAY_ATTEMPT_HEADER
@@ -24,7 +26,7 @@ from orchestrator.store import RunStore
 from tests.conftest import settings_env
 from tests.factories import task_event, unique
 from tests.fake_llm import FakeLLM, Fault
-from tests.services import Process, service_env, start_celery_worker, wait_until
+from tests.services import Process, free_port, service_env, start_celery_worker, wait_until
 
 FAIL_MARKER = "MODEL-FAILS-FOR-THIS-EVENT"
 
@@ -39,9 +41,9 @@ class Stack:
     worker: Process
     bridges: list[Process]
 
-    def start_bridge(self, *extra: str) -> Process:
+    def start_bridge(self, *extra: str, **env: str) -> Process:
         args = [sys.executable, "-m", "orchestrator.cli", "bridge", *extra]
-        bridge = Process(f"bridge-{uuid.uuid4().hex[:6]}", args, self.env, self.log_dir)
+        bridge = Process(f"bridge-{uuid.uuid4().hex[:6]}", args, {**self.env, **env}, self.log_dir)
         self.bridges.append(bridge)
         return bridge
 
@@ -134,6 +136,8 @@ def test_a_mixed_stream_ends_in_one_run_per_valid_event_and_fifteen_dead_letters
     letters = read_dead_letters(*dlq(stack), timeout_s=5)
     assert len(letters) == 15
     assert Counter(letter.stage for letter in letters) == {"decode": 5, "validation": 5, "processing": 5}
+    listed = cli(stack, "dlq", "list", "--json")
+    assert json.loads(listed)["by_stage"] == {"decode": 5, "validation": 5, "processing": 5}
     decode = [letter for letter in letters if letter.stage == "decode"]
     assert sorted(letter.original_payload() for letter in decode) == sorted(not_json)
     assert all(("source", b"test") in letter.headers for letter in decode)
@@ -161,6 +165,14 @@ def test_a_mixed_stream_ends_in_one_run_per_valid_event_and_fifteen_dead_letters
     assert len(replayed) == 5 and all(r.status == "ok" and r.attempt == 2 for r in replayed)
     assert set(ok_calls_per_worker(store, [r.id for r in replayed]).values()) == {1}
     assert len(read_dead_letters(*dlq(stack), timeout_s=3)) == 15
+
+
+def cli(stack: Stack, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args], env=stack.env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def dlq(stack: Stack) -> tuple[str, str]:
@@ -251,11 +263,53 @@ def test_traceparent_and_replay_attempt_headers_reach_the_model_and_the_run(
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     event = task_event(2)
     produce_events(stack.settings, [as_message(event, [("traceparent", traceparent.encode())])])
-    stack.start_bridge()
+    metrics_port = free_port()
+    stack.start_bridge(METRICS_PORT=str(metrics_port))
     wait_until(lambda: finished(store, {event["event_id"]}), 60, "the run")
+    metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert 'orchestrator_bridge_events_total{outcome="launched"} 1.0' in metrics
 
     (run,) = runs_for(store, {event["event_id"]})
     assert run.traceparent == traceparent
     assert run.attempt == 1
     assert {r.headers.get("traceparent") for r in fake_llm.requests} == {traceparent}
-    assert REPLAY_ATTEMPT_HEADER == "x-replay-attempt"
+
+
+def test_a_replayed_event_whose_run_succeeded_is_not_analysed_again(
+    stack: Stack, store: RunStore, fake_llm: FakeLLM
+) -> None:
+    event = task_event(2)
+    produce_events(stack.settings, [as_message(event)])
+    stack.start_bridge()
+    wait_until(lambda: finished(store, {event["event_id"]}), 60, "the run")
+
+    produce_events(stack.settings, [as_message(event, [(REPLAY_ATTEMPT_HEADER, b"2")])])
+    time.sleep(3)
+
+    (run,) = runs_for(store, {event["event_id"]})
+    assert run.status == "ok" and run.attempt == 1
+    assert fake_llm.calls_for("summary") == 1
+
+
+def test_an_event_without_segments_for_an_unknown_context_is_dead_lettered_as_invalid(
+    stack: Stack, store: RunStore
+) -> None:
+    event = {"event_id": unique("evt"), "context_id": unique("never-seen")}
+    produce_events(stack.settings, [as_message(event)])
+    stack.start_bridge()
+    wait_until(lambda: len(read_dead_letters(*dlq(stack), timeout_s=2)) == 1, 60, "the dead letter")
+
+    (letter,) = read_dead_letters(*dlq(stack), timeout_s=2)
+    assert letter.stage == "validation" and letter.error_type == "UnknownContext"
+    assert letter.event_id == event["event_id"]
+    assert runs_for(store, {event["event_id"]}) == []
+
+
+def test_the_bridge_exits_3_with_a_message_when_kafka_is_unreachable(stack: Stack) -> None:
+    env = {**stack.env, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "bridge"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 3
+    assert "cannot reach Kafka" in result.stderr
