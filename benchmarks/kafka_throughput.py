@@ -6,7 +6,10 @@ pool), a fake OpenAI-compatible model with a fixed latency, PostgreSQL and
 Redis. For each model latency it produces a burst of events and waits until
 every run is stored.
 
-    .venv/bin/python benchmarks/kafka_throughput.py [--events 400] [--latencies 0 0.5]
+    .venv/bin/python benchmarks/kafka_throughput.py [--events 400] [--latencies 0 0.5] [--rate 0]
+
+A burst measures throughput (and latency under a backlog); --rate paces the
+events below capacity to measure latency without one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kafka import KafkaProducer  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from orchestrator.config import Settings  # noqa: E402
@@ -48,7 +52,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def measure(settings: Settings, store: RunStore, log_dir: Path, events: int, concurrency: int) -> str:
+def measure(settings: Settings, store: RunStore, log_dir: Path, events: int, concurrency: int, rate: float) -> str:
     env = service_env(**settings_env(settings))
     create_topics(settings.kafka_bootstrap_servers, [settings.kafka_tasks_topic, settings.kafka_dlq_topic])
     worker = start_celery_worker(env, log_dir, f"worker-{uuid.uuid4().hex[:6]}", concurrency=concurrency)
@@ -57,26 +61,42 @@ def measure(settings: Settings, store: RunStore, log_dir: Path, events: int, con
         batch = [task_event(10) for _ in range(events)]
         ids = [e["event_id"] for e in batch]
         time.sleep(5)  # the bridge joins its group, the worker connects
-        produced_at = time.time()
-        produce(
-            settings.kafka_bootstrap_servers,
-            settings.kafka_tasks_topic,
-            [(str(e["context_id"]).encode(), json.dumps(e).encode(), []) for e in batch],
-        )
+        sent_at = send(settings, batch, rate)
         wait_until(lambda: _done(store, ids) == events, 1200, f"{events} runs", interval=0.5)
         with store.session() as session:
             runs = list(session.execute(select(AnalysisRun).where(AnalysisRun.event_id.in_(ids))).scalars())
-        finished = [r.finished_at.timestamp() for r in runs if r.finished_at]
-        latencies = [t - produced_at for t in finished]
-        wall = max(finished) - produced_at
-        statuses = {r.status for r in runs}
+        finished = {r.event_id: r.finished_at.timestamp() for r in runs if r.finished_at}
+        latencies = [finished[event_id] - sent for event_id, sent in sent_at.items()]
+        wall = max(finished.values()) - min(sent_at.values())
+        how = f"burst of {events}" if not rate else f"{events} sent at {rate:g}/s"
         return (
             f"{events / wall:6.1f} events/s; produce→stored latency p50 {statistics.median(latencies):6.2f} s, "
-            f"p99 {percentile(latencies, 99):6.2f} s (burst of {events}, statuses {sorted(statuses)})"
+            f"p99 {percentile(latencies, 99):6.2f} s ({how}, statuses {sorted({r.status for r in runs})})"
         )
     finally:
         bridge.stop()
         worker.stop()
+
+
+def send(settings: Settings, batch: list[dict[str, object]], rate: float) -> dict[str, float]:
+    """Produce the events, all at once (rate 0) or paced; return when each was sent."""
+    if not rate:
+        started = time.time()
+        messages = [(str(e["context_id"]).encode(), json.dumps(e).encode(), []) for e in batch]
+        produce(settings.kafka_bootstrap_servers, settings.kafka_tasks_topic, messages)
+        return {str(e["event_id"]): started for e in batch}
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    sent_at: dict[str, float] = {}
+    started = time.monotonic()
+    for index, event in enumerate(batch):
+        time.sleep(max(0.0, started + index / rate - time.monotonic()))
+        sent_at[str(event["event_id"])] = time.time()
+        producer.send(
+            settings.kafka_tasks_topic, key=str(event["context_id"]).encode(), value=json.dumps(event).encode()
+        )
+    producer.flush()
+    producer.close()
+    return sent_at
 
 
 def _done(store: RunStore, ids: list[str]) -> int:
@@ -90,6 +110,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=400, help="events per latency level")
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 0.5], help="fake model latencies (s)")
     parser.add_argument("--concurrency", type=int, default=64, help="threads of the one worker process")
+    parser.add_argument("--rate", type=float, default=0, help="events/s to send at (0: one burst)")
     args = parser.parse_args()
 
     ensure_postgres()
@@ -118,7 +139,7 @@ def main() -> None:
                     kafka_group_id=f"bench-{suffix}",
                     log_level="WARNING",
                 )
-                result = measure(settings, store, log_dir, args.events, args.concurrency)
+                result = measure(settings, store, log_dir, args.events, args.concurrency, args.rate)
                 print(f"model latency {latency * 1000:4.0f} ms: {result}")
     finally:
         broker.stop()
