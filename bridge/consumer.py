@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,9 +27,10 @@ from marshmallow import ValidationError
 from bridge.dlq import DeadLetterError, DeadLetterPublisher, DeadLetterReason, SourceMessage, replay_attempt
 from orchestrator.config import Settings
 from orchestrator.metrics import BRIDGE_EVENTS, BRIDGE_IN_FLIGHT, BRIDGE_PAUSED, BRIDGE_RETRIES
-from orchestrator.runs import UnknownContext, submit_analysis
+from orchestrator.runs import ClaimInProgress, UnknownContext, submit_analysis
 from orchestrator.schemas import AnalysisTaskSchema, Limits
 from orchestrator.store import RunStore
+from orchestrator.tracing import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     DeadLetterError,
     ConnectionError,
     TimeoutError,
+    # Not a failure, but likewise "not handed off yet: try again shortly".
+    ClaimInProgress,
 )
 
 
@@ -91,8 +95,11 @@ class Bridge:
         self.celery_app = celery_app
         self.dead_letters = dead_letters
         self.schema = AnalysisTaskSchema(limits=Limits.from_settings(settings))
-        #: Runs this bridge launched that have not finished yet.
-        self.in_flight: set[str] = set()
+        #: Runs this bridge launched that have not finished yet, with when.
+        self.in_flight: dict[str, float] = {}
+        #: A run pending longer than this no longer holds a slot: its chord
+        #: would have been redelivered by now, so something else is wrong.
+        self.in_flight_limit_s = 2.0 * settings.celery_visibility_timeout
         self.stopping = threading.Event()
 
     def create_consumer(self) -> KafkaConsumer:
@@ -184,7 +191,7 @@ class Bridge:
                 store=self.store,
                 celery_app=self.celery_app,
                 queue=self.settings.celery_batch_queue,
-                traceparent=header_value(source.headers, "traceparent"),
+                traceparent=valid_traceparent(header_value(source.headers, "traceparent")),
                 origin=source.to_json(),
                 attempt=replay_attempt(source.headers),
             )
@@ -201,7 +208,7 @@ class Bridge:
             return
         BRIDGE_EVENTS.labels(outcome="launched" if submission.launched else "duplicate").inc()
         if submission.launched:
-            self.in_flight.add(submission.run.id)
+            self.in_flight[submission.run.id] = time.monotonic()
         else:
             log.info("event %s is a duplicate of run %s; skipped", task.event_id, submission.run.id)
 
@@ -214,8 +221,22 @@ class Bridge:
         BRIDGE_EVENTS.labels(outcome=f"dead_letter_{reason.stage}").inc()
 
     def refresh_in_flight(self) -> None:
-        if self.in_flight:
-            self.in_flight = self.store.pending_among(self.in_flight)
+        """Forget runs that finished, or that have been pending implausibly long."""
+        if not self.in_flight:
+            return
+        try:
+            pending = self.store.pending_among(self.in_flight)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning("bridge: cannot check runs in flight (%s); retrying in %g s", exc, RETRY_PAUSE_S)
+            self.stopping.wait(RETRY_PAUSE_S)
+            return
+        cutoff = time.monotonic() - self.in_flight_limit_s
+        for run_id in [r for r in pending if self.in_flight[r] < cutoff]:
+            log.error(
+                "bridge: run %s pending for over %g s; no longer counted in flight", run_id, self.in_flight_limit_s
+            )
+            pending.discard(run_id)
+        self.in_flight = {run_id: self.in_flight[run_id] for run_id in pending}
         BRIDGE_IN_FLIGHT.set(len(self.in_flight))
 
     def apply_backpressure(self, consumer: KafkaConsumer) -> None:

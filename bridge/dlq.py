@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +38,10 @@ DeadLetterMessage = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 #: How many times an event has been sent for analysis (1 = the original send).
 REPLAY_ATTEMPT_HEADER = "x-replay-attempt"
+#: Larger payloads are not copied into the dead letter (base64 and JSON
+#: escaping could push it past Kafka's default 1 MiB message limit).
+MAX_PAYLOAD_BYTES = 600 * 1024
+
 #: Headers the DLQ adds to the original ones; replay removes them again.
 DLQ_HEADER_PREFIX = "x-dlq-"
 STAGE_HEADER = "x-dlq-stage"
@@ -206,11 +211,9 @@ def build_dead_letter(
     attempt and the source position; the headers are the original ones,
     unchanged, followed by ``x-dlq-stage`` and ``x-dlq-error-type``.
     """
-    payload, payload_encoding = encode_bytes(source.value)
     key, key_encoding = encode_bytes(source.key)
     body = {
-        "payload": payload,
-        "payload_encoding": payload_encoding,
+        **_payload_fields(source.value),
         "reason": reason.to_json(),
         "event_id": event_id,
         "context_id": context_id,
@@ -231,6 +234,25 @@ def build_dead_letter(
     value = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
     headers = [*source.headers, (STAGE_HEADER, reason.stage.encode()), (ERROR_TYPE_HEADER, reason.error_type.encode())]
     return source.key, value, headers
+
+
+def _payload_fields(value: bytes | None) -> JSON:
+    """The original payload, or, if it could not fit in a Kafka message, its fingerprint.
+
+    A dead letter must always be publishable: one too large for the broker
+    would be retried forever and block its partition.
+    """
+    if value is not None and len(value) > MAX_PAYLOAD_BYTES:
+        return {
+            "payload": None,
+            "payload_encoding": None,
+            "payload_truncated": True,
+            "payload_size": len(value),
+            "payload_sha256": hashlib.sha256(value).hexdigest(),
+            "payload_head": value[:1024].decode("utf-8", errors="replace"),
+        }
+    payload, payload_encoding = encode_bytes(value)
+    return {"payload": payload, "payload_encoding": payload_encoding}
 
 
 # --- publishing ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ tasks topic with ``x-replay-attempt`` raised by one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -181,6 +182,8 @@ def _read_all(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[Dea
             )
             break
         batches = consumer.poll(timeout_ms=min(remaining_ms, 500))
+        if batches:  # still making progress: a long topic is read to its end
+            deadline = time.monotonic() + timeout_s
         ends.confirm(consumer)
         for tp, records in batches.items():
             letters += [DeadLetter.from_record(r) for r in records if r.offset < ends.offsets[tp]]
@@ -284,20 +287,26 @@ def select_for_replay(
     """The letters to replay, oldest first.
 
     Keeps those of ``stage`` (all when None), then only the newest letter of
-    each event (letters without an event id each count on their own), then
-    the first ``limit`` of them.
+    each event, then the first ``limit`` of them. Letters without an event id
+    count as one event per distinct payload: a replayed undecodable message
+    that is dead-lettered again is not sent twice by the next replay.
     """
-    newest_by_event: dict[str, DeadLetter] = {}
-    without_event: list[DeadLetter] = []
+    newest: dict[str, DeadLetter] = {}
     for letter in sorted(dead_letters, key=_age):
         if stage is not None and letter.stage != stage:
             continue
-        if letter.event_id is None:
-            without_event.append(letter)
-        else:
-            newest_by_event[letter.event_id] = letter  # later (newer) letters overwrite
-    selected = sorted([*newest_by_event.values(), *without_event], key=_age)
+        newest[_identity(letter)] = letter  # later (newer) letters overwrite
+    selected = sorted(newest.values(), key=_age)
     return selected if limit is None else selected[:limit]
+
+
+def _identity(letter: DeadLetter) -> str:
+    if letter.event_id is not None:
+        return f"event:{letter.event_id}"
+    payload = letter.original_payload()
+    if payload is None:  # nothing to replay or compare: keep it on its own
+        return f"letter:{letter.partition}:{letter.offset}"
+    return f"payload:{hashlib.sha256(payload).hexdigest()}"
 
 
 def replay_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:

@@ -7,7 +7,6 @@ for it. Bad input is answered 400/422 with field errors and writes nothing.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -22,13 +21,12 @@ from orchestrator.config import Settings
 from orchestrator.domain import JSON
 from orchestrator.metrics import ApiMetrics
 from orchestrator.pipeline import bundle_response
-from orchestrator.runs import RunTimeout, UnknownContext, submit_analysis, wait_for_bundle
+from orchestrator.runs import ClaimInProgress, RunTimeout, UnknownContext, submit_analysis_waiting, wait_for_bundle
 from orchestrator.schemas import AnalyzeRequestSchema, Limits, idempotency_key_error
 from orchestrator.services import Services, build_services
+from orchestrator.tracing import valid_traceparent
 
 log = logging.getLogger(__name__)
-
-TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def create_app(
@@ -75,8 +73,9 @@ def create_app(
                 return _field_errors({"Idempotency-Key": [problem]})
             analysis = replace(analysis, event_id=key)
         try:
-            submission = submit_analysis(
+            submission = submit_analysis_waiting(
                 analysis,
+                timeout=settings.analyze_timeout,
                 source="api",
                 store=store,
                 celery_app=celery_app,
@@ -85,6 +84,9 @@ def create_app(
             )
         except UnknownContext as exc:
             return _field_errors({"segments": [str(exc)]})
+        except ClaimInProgress as exc:
+            api_metrics.runs.labels(status="timeout").inc()
+            return _error(504, "timeout", f"{exc}; try again later")
         if not submission.launched:
             api_metrics.duplicates.inc()
         try:
@@ -143,9 +145,7 @@ def _field_errors(messages: Any) -> tuple[Response, int]:
 
 
 def _traceparent() -> str | None:
-    """The caller's W3C trace context, if well-formed (invalid ones are ignored)."""
-    value = request.headers.get("traceparent", "").strip().lower()
-    return value if TRACEPARENT.match(value) else None
+    return valid_traceparent(request.headers.get("traceparent"))
 
 
 def _check(probe: Any) -> str:

@@ -118,7 +118,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from kombu.exceptions import OperationalError as KombuOperationalError
     from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
-    from orchestrator.runs import RunTimeout, UnknownContext
+    from orchestrator.runs import ClaimInProgress, RunTimeout, UnknownContext
 
     try:
         analysis = read_request(args.file, settings, args.context_id, args.language)
@@ -139,7 +139,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     except UnknownContext as exc:
         print(f"orchestrator analyze: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except RunTimeout as exc:
+    except (RunTimeout, ClaimInProgress) as exc:
         print(f"orchestrator analyze: {exc}", file=sys.stderr)
         return EXIT_NOT_OK
     except (SQLAlchemyOperationalError, KombuOperationalError) as exc:
@@ -158,7 +158,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
 def analyse_once(analysis: AnalysisRequest, settings: Settings) -> JSON:
     """Run one analysis to the end with the configured (or embedded) services."""
     from orchestrator.migrate import upgrade_database
-    from orchestrator.runs import submit_analysis, wait_for_bundle
+    from orchestrator.runs import submit_analysis_waiting, wait_for_bundle
     from orchestrator.services import build_services
     from tasks.celery_app import create_celery
 
@@ -166,8 +166,13 @@ def analyse_once(analysis: AnalysisRequest, settings: Settings) -> JSON:
         upgrade_database(settings.database_url)  # the embedded database makes itself
     services = build_services(settings)
     celery_app = create_celery(settings, services)
-    submission = submit_analysis(
-        analysis, source="cli", store=services.store, celery_app=celery_app, queue=settings.celery_realtime_queue
+    submission = submit_analysis_waiting(
+        analysis,
+        timeout=settings.analyze_timeout,
+        source="cli",
+        store=services.store,
+        celery_app=celery_app,
+        queue=settings.celery_realtime_queue,
     )
     return wait_for_bundle(submission, store=services.store, timeout=settings.analyze_timeout)
 

@@ -115,8 +115,6 @@ class Settings:
 
 def _convert(name: str, raw: str, default: object) -> object:
     try:
-        if isinstance(default, bool):
-            return raw.lower() in {"1", "true", "yes", "on"}
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

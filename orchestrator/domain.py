@@ -14,7 +14,6 @@ WORKERS: tuple[str, ...] = ("summary", "argument", "implication_sentiment", "log
 
 WorkerStatus = Literal["ok", "error", "timeout"]
 RunStatus = Literal["pending", "ok", "partial", "failed"]
-Source = Literal["api", "kafka", "cli"]
 
 JSON = dict[str, Any]
 

@@ -49,8 +49,11 @@ class WorkerOutcome:
 
     @classmethod
     def failure(cls, worker: str, exc: BaseException) -> WorkerOutcome:
-        status: WorkerStatus = "timeout" if isinstance(exc, ModelTimeout) else "error"
-        return cls(worker=worker, status=status, error=describe_error(exc))
+        return cls(worker=worker, status=failure_status(exc), error=describe_error(exc))
+
+
+def failure_status(exc: BaseException) -> WorkerStatus:
+    return "timeout" if isinstance(exc, ModelTimeout) else "error"
 
 
 def describe_error(exc: BaseException) -> str:
@@ -94,18 +97,19 @@ def analyse_part(
             prompt_ref=prompt_ref,
             model=model_name,
             attempt=attempt,
-            status="timeout" if isinstance(exc, ModelTimeout) else "error",
+            status=failure_status(exc),
             latency_ms=(time.perf_counter() - started) * 1000,
             error=describe_error(exc),
         )
-        MODEL_CALLS.labels(worker=worker, status="timeout" if isinstance(exc, ModelTimeout) else "error").inc()
+        MODEL_CALLS.labels(worker=worker, status=failure_status(exc)).inc()
         log.warning("run %s event %s: %s attempt %d failed: %s", run_id, job.event_id, worker, attempt, exc)
         raise
     store.record_call(
         job=job,
         worker=worker,
         prompt_ref=prompt_ref,
-        model=reply.usage.model,
+        # Some servers answer with a long model path; the column holds 128.
+        model=reply.usage.model[:128],
         attempt=attempt,
         status="ok",
         latency_ms=reply.usage.latency_ms,

@@ -39,6 +39,18 @@ class UnknownContext(LookupError):
         self.context_id = context_id
 
 
+class ClaimInProgress(RuntimeError):
+    """Another caller claimed the event moments ago and has not launched it yet.
+
+    Not a duplicate to skip: that caller may still fail and release the
+    claim. Try again shortly (the bridge does not commit the offset).
+    """
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id} is being launched by another caller")
+        self.event_id = event_id
+
+
 class RunTimeout(TimeoutError):
     """The run did not finish in time; it goes on and will be stored."""
 
@@ -70,8 +82,10 @@ def submit_analysis(
 
     A known event is launched again only in two cases: its run failed and
     this is a later ``attempt`` (a replayed dead letter), or its claim was
-    orphaned before launch. Raises ``UnknownContext`` when segments are
-    omitted and none are stored.
+    orphaned before launch. If launching fails, the claim is released and
+    the error raised, so a retry starts afresh. Raises ``UnknownContext``
+    when segments are omitted and none are stored, ``ClaimInProgress`` when
+    another caller has claimed the event and not launched it yet.
     """
     segments, language = _resolve_segments(request, store)
     claim = store.claim_run(
@@ -90,17 +104,43 @@ def submit_analysis(
     )
     run = claim.run
     launch_attempt = run.attempt
+    reopened_from: int | None = None
     if not claim.created:
-        if run.status == "failed" and attempt > run.attempt and store.reopen_failed_run(run.id, attempt, origin):
+        if (
+            run.status == "failed"
+            and attempt > run.attempt
+            and store.reopen_failed_run(run.id, attempt, origin, traceparent)
+        ):
             log.info("run %s event %s: replay attempt %d re-opens the failed run", run.id, run.event_id, attempt)
-            launch_attempt = attempt
-        elif run.launched_at is None and store.take_over_stale_claim(run.id, STALE_CLAIM):
+            reopened_from, launch_attempt = run.attempt, attempt
+        elif run.launched_at is None and run.status == "pending":
+            if not store.take_over_stale_claim(run.id, STALE_CLAIM):
+                raise ClaimInProgress(run.event_id)
             log.warning("run %s event %s: relaunching an orphaned claim", run.id, run.event_id)
         else:
             return Submission(run=run, launched=False)
-    result = launch_chord(celery_app, run.id, attempt=launch_attempt, queue=queue, traceparent=traceparent)
+    try:
+        result = launch_chord(celery_app, run.id, attempt=launch_attempt, queue=queue, traceparent=traceparent)
+    except Exception:
+        store.release_claim(run.id, reopened_from)
+        raise
     store.mark_launched(run.id)
     return Submission(run=run, launched=True, result=result)
+
+
+def submit_analysis_waiting(request: AnalysisRequest, *, timeout: float, **kwargs: Any) -> Submission:
+    """``submit_analysis`` for callers that wait (API, CLI): a claim in
+    progress elsewhere is waited for (up to ``timeout``) instead of raised,
+    until it is launched (a duplicate) or released (ours to launch).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return submit_analysis(request, **kwargs)
+        except ClaimInProgress:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _resolve_segments(request: AnalysisRequest, store: RunStore) -> tuple[tuple[Segment, ...], str | None]:

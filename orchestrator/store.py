@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -159,7 +159,23 @@ class RunStore:
             )
             return bool(taken.rowcount)  # type: ignore[attr-defined]
 
-    def reopen_failed_run(self, run_id: str, attempt: int, origin: JSON | None) -> bool:
+    def release_claim(self, run_id: str, reopened_from: int | None = None) -> None:
+        """Undo a claim whose chord could not be launched, so a retry can claim anew.
+
+        A new claim is deleted; a re-opened failed run (``reopened_from`` its
+        previous attempt) goes back to ``failed`` at that attempt.
+        """
+        with self.session() as session, session.begin():
+            run = session.get(AnalysisRun, run_id)
+            if run is None or run.launched_at is not None or run.status != "pending":
+                return
+            if reopened_from is None:
+                session.delete(run)
+            else:
+                run.status = "failed"
+                run.attempt = reopened_from
+
+    def reopen_failed_run(self, run_id: str, attempt: int, origin: JSON | None, traceparent: str | None = None) -> bool:
         """Re-open a failed run for a replayed delivery numbered ``attempt``.
 
         True for exactly one caller per attempt number: replaying the same
@@ -174,9 +190,14 @@ class RunStore:
                     status="pending",
                     attempt=attempt,
                     origin=origin,
+                    traceparent=traceparent,
                     created_at=utcnow(),
                     launched_at=None,
                     finished_at=None,
+                    duration_ms=None,
+                    result=None,
+                    worker_statuses=None,
+                    errors=None,
                 )
             )
             return bool(reopened.rowcount)  # type: ignore[attr-defined]
@@ -286,10 +307,6 @@ class RunStore:
     def calls_for(self, run_id: str) -> list[LlmCall]:
         with self.session() as session:
             return list(session.execute(select(LlmCall).where(LlmCall.run_id == run_id).order_by(LlmCall.id)).scalars())
-
-    def count_runs(self) -> int:
-        with self.session() as session:
-            return session.execute(select(func.count()).select_from(AnalysisRun)).scalar_one()
 
     def _insert(self, table: type[Any]) -> Any:
         """The dialect's INSERT, which knows ON CONFLICT."""

@@ -16,6 +16,8 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Ignore, Reject, Retry
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from bridge.dlq import DeadLetterError, DeadLetterReason, SourceMessage
@@ -32,6 +34,14 @@ DEAD_LETTER_TASK = "orchestrator.dead_letter"
 
 #: Model errors worth another try, and a database that is briefly unreachable.
 RETRIED_BY_WORKER_TASKS: tuple[type[Exception], ...] = (*RETRYABLE_ERRORS, OperationalError)
+
+#: The fan-in and the error path outlast a brief database or broker outage.
+RETRY_INFRASTRUCTURE: dict[str, Any] = {
+    "autoretry_for": (OperationalError, KombuOperationalError, RedisConnectionError),
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "max_retries": 8,
+}
 
 log = logging.getLogger(__name__)
 
@@ -61,38 +71,21 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     for worker in WORKERS:
         _register_worker_task(app, settings, worker)
 
-    # A briefly unreachable database must not lose the fan-in: retry it.
-    @app.task(
-        name=AGGREGATE_TASK,
-        bind=True,
-        shared=False,
-        autoretry_for=(OperationalError,),
-        retry_backoff=True,
-        retry_backoff_max=30,
-        max_retries=8,
-    )
+    @app.task(name=AGGREGATE_TASK, bind=True, shared=False, **RETRY_INFRASTRUCTURE)
     def aggregate(self: Task, results: list[JSON], run_id: str) -> JSON:
         run = aggregate_results(run_id, results, store=services_of(self.app).store)
         log.info("run %s event %s finished: %s %s", run.id, run.event_id, run.status, run.worker_statuses)
-        _dead_letter_if_failed(self.app, run)
+        _dead_letter_if_failed(self.app, run, "AllWorkersFailed", "all four workers failed")
         return bundle_response(run)
 
-    @app.task(
-        name=CHORD_FAILED_TASK,
-        bind=True,
-        shared=False,
-        autoretry_for=(OperationalError,),
-        retry_backoff=True,
-        retry_backoff_max=30,
-        max_retries=8,
-    )
+    @app.task(name=CHORD_FAILED_TASK, bind=True, shared=False, **RETRY_INFRASTRUCTURE)
     def chord_failed(self: Task, failed_task_id: str, run_id: str) -> None:
-        """The chord failed as a whole (e.g. a worker process died mid-task)."""
+        """The chord failed as a whole (the aggregate failed, or a hard time limit)."""
         cause = self.app.AsyncResult(failed_task_id).result
         reason = f"chord failed: {cause!r}" if cause is not None else "chord failed"
         run = fail_run(run_id, reason, store=services_of(self.app).store)
         log.error("run %s event %s: %s -> %s", run.id, run.event_id, reason, run.status)
-        _dead_letter_if_failed(self.app, run)
+        _dead_letter_if_failed(self.app, run, "ChordFailed", reason)
 
     @app.task(
         name=DEAD_LETTER_TASK,
@@ -103,33 +96,26 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         retry_backoff_max=60,
         max_retries=None,  # never drop a dead letter: retry until Kafka is back
     )
-    def dead_letter(self: Task, run_id: str) -> None:
+    def dead_letter(self: Task, run_id: str, error_type: str, message: str) -> None:
         run = services_of(self.app).store.get_run(run_id)
         if run is None:
             raise LookupError(f"run {run_id} not found")
+        reason = DeadLetterReason("processing", error_type, message, worker_errors=dict(run.errors or {}))
         dead_letter_publisher(self.app).publish(
             SourceMessage.from_json(run.origin or {}),
-            processing_failure(run),
+            reason,
             event_id=run.event_id,
             context_id=run.context_id,
             run_id=run.id,
         )
-        log.warning("run %s event %s dead-lettered: all workers failed", run.id, run.event_id)
+        log.warning("run %s event %s dead-lettered: %s", run.id, run.event_id, message)
 
 
-def _dead_letter_if_failed(app: Celery, run: AnalysisRun) -> None:
-    """Events from Kafka whose four workers all failed go to the DLQ."""
+def _dead_letter_if_failed(app: Celery, run: AnalysisRun, error_type: str, message: str) -> None:
+    """A failed run of a Kafka event goes to the DLQ (by a task with its own retries)."""
     if run.status == "failed" and run.source == "kafka":
-        app.send_task(DEAD_LETTER_TASK, args=(run.id,), queue=app.orchestrator_settings.celery_batch_queue)
-
-
-def processing_failure(run: AnalysisRun) -> DeadLetterReason:
-    return DeadLetterReason(
-        stage="processing",
-        error_type="AllWorkersFailed",
-        message="all four workers failed",
-        worker_errors=dict(run.errors or {}),
-    )
+        queue = app.orchestrator_settings.celery_batch_queue
+        app.send_task(DEAD_LETTER_TASK, args=(run.id, error_type, message), queue=queue)
 
 
 def _register_worker_task(app: Celery, settings: Settings, worker: str) -> None:

@@ -151,15 +151,16 @@ def test_a_mixed_stream_ends_in_one_run_per_valid_event_and_fifteen_dead_letters
         assert letter.body["source"]["topic"] == stack.settings.kafka_tasks_topic
         assert json.loads(letter.original_payload() or b"")["event_id"] == letter.event_id
 
-    # The model endpoint recovers; replaying the processing failures analyses them once.
+    # The model endpoint recovers. Replaying the processing failures twice
+    # while the bridge is down still analyses each of them once.
+    for bridge in stack.bridges:
+        bridge.stop()
     fake_llm.reset()
     failed_ids = {e["event_id"] for e in failing}
-    replay = [sys.executable, "-m", "orchestrator.cli", "dlq", "replay", "--stage", "processing"]
-    for _ in range(2):  # the second replay must not analyse anything again
-        done = Process(f"replay-{uuid.uuid4().hex[:6]}", replay, stack.env, tmp_path)
-        assert done.popen.wait(60) == 0, done.log_tail()
-        done.stop()
-        wait_until(lambda: all(r.status == "ok" for r in runs_for(store, failed_ids)), 60, "replayed runs ok")
+    for _ in range(2):
+        assert "replayed 5 of 15" in cli(stack, "dlq", "replay", "--stage", "processing")
+    stack.start_bridge()
+    wait_until(lambda: all(r.status == "ok" for r in runs_for(store, failed_ids)), 60, "replayed runs ok")
     time.sleep(3)
     replayed = runs_for(store, failed_ids)
     assert len(replayed) == 5 and all(r.status == "ok" and r.attempt == 2 for r in replayed)
@@ -239,6 +240,8 @@ def test_backpressure_bounds_the_runs_in_flight(stack: Stack, store: RunStore, f
 
     assert finished(store, ids)
     assert 1 <= most_pending <= 2
+    log = stack.bridges[0].log_tail(500)
+    assert "pausing" in log and "resuming" in log
 
 
 def test_sigterm_finishes_handing_off_commits_and_exits_zero(stack: Stack, store: RunStore, fake_llm: FakeLLM) -> None:
@@ -257,22 +260,30 @@ def test_sigterm_finishes_handing_off_commits_and_exits_zero(stack: Stack, store
     assert fake_llm.calls_for("summary") == 30
 
 
-def test_traceparent_and_replay_attempt_headers_reach_the_model_and_the_run(
+def test_a_kafka_traceparent_reaches_the_run_and_the_model_and_a_malformed_one_is_ignored(
     stack: Stack, store: RunStore, fake_llm: FakeLLM
 ) -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    event = task_event(2)
-    produce_events(stack.settings, [as_message(event, [("traceparent", traceparent.encode())])])
+    event, badly_traced = task_event(2), task_event(2)
+    produce_events(
+        stack.settings,
+        [
+            as_message(event, [("traceparent", traceparent.encode())]),
+            as_message(badly_traced, [("traceparent", b"x" * 300)]),
+        ],
+    )
     metrics_port = free_port()
     stack.start_bridge(METRICS_PORT=str(metrics_port))
-    wait_until(lambda: finished(store, {event["event_id"]}), 60, "the run")
+    wait_until(lambda: finished(store, {event["event_id"], badly_traced["event_id"]}), 60, "the runs")
     metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-    assert 'orchestrator_bridge_events_total{outcome="launched"} 1.0' in metrics
+    assert 'orchestrator_bridge_events_total{outcome="launched"} 2.0' in metrics
+    (ignored,) = runs_for(store, {badly_traced["event_id"]})
+    assert ignored.status == "ok" and ignored.traceparent is None
 
     (run,) = runs_for(store, {event["event_id"]})
     assert run.traceparent == traceparent
     assert run.attempt == 1
-    assert {r.headers.get("traceparent") for r in fake_llm.requests} == {traceparent}
+    assert {r.headers.get("traceparent") for r in fake_llm.requests} == {traceparent, None}
 
 
 def test_a_replayed_event_whose_run_succeeded_is_not_analysed_again(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import multiprocessing
 import threading
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bridge.dlq import (
+    MAX_PAYLOAD_BYTES,
     DeadLetterError,
     DeadLetterPublisher,
     DeadLetterReason,
@@ -257,3 +259,20 @@ def test_publisher_rides_out_a_broker_restart(log_dir: Path) -> None:
         broker.kill()
         for again in restarted:
             again.kill()
+
+
+def test_a_payload_too_large_for_kafka_is_replaced_by_its_fingerprint_and_still_publishes(
+    kafka_broker: Broker, kafka_topics: KafkaTopics
+) -> None:
+    huge = b"\xfe" * (MAX_PAYLOAD_BYTES + 1)  # binary: base64 would make it 4/3 larger still
+    publisher = DeadLetterPublisher(kafka_broker.bootstrap, kafka_topics.dlq, deadline_s=10)
+    try:
+        publisher.publish(source(huge), REASON, event_id="evt-huge")
+    finally:
+        publisher.close()
+
+    [letter] = read_dead_letters(kafka_broker.bootstrap, kafka_topics.dlq)
+    assert letter.body["payload"] is None and letter.body["payload_truncated"] is True
+    assert letter.body["payload_size"] == len(huge)
+    assert letter.body["payload_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert letter.original_payload() is None

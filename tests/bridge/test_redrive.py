@@ -186,3 +186,16 @@ def test_ensure_topics_creates_what_is_missing_once(kafka_broker: Broker, kafka_
         assert partition_count(kafka_broker.bootstrap, topic) == 3
         produce(kafka_broker.bootstrap, topic, [(b"k", b"v", [])])  # usable at once
         assert topic_size(kafka_broker.bootstrap, topic) == 1
+
+
+def test_the_same_undecodable_payload_dead_lettered_twice_is_replayed_once() -> None:
+    reason = DeadLetterReason(stage="decode", error_type="UndecodableMessage", message="not JSON")
+    letters = []
+    for offset, attempt in ((10, b"1"), (11, b"2")):  # the original and its failed replay
+        message = SourceMessage("analysis.tasks", 0, offset, None, b"not json", (("x-replay-attempt", attempt),))
+        key, value, headers = build_dead_letter(message, reason)
+        letters.append(DeadLetter(0, offset, 1_000 + offset, key, tuple(headers), json.loads(value)))
+
+    (selected,) = select_for_replay(letters)
+
+    assert selected.offset == 11 and selected.attempt == 2

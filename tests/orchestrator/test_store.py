@@ -100,3 +100,16 @@ def test_migrations_create_the_same_tables_on_sqlite(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "m.db") as connection:
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert TABLES <= names
+
+
+def test_the_migrations_build_exactly_the_tables_the_models_declare(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from orchestrator.models import Base
+
+    engine = create_db_engine(database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []
