@@ -27,8 +27,10 @@ from orchestrator.store import RunStore
 log = logging.getLogger(__name__)
 
 #: A claim not launched within this long is taken to be orphaned (its launcher
-#: died between claiming and handing the chord to the broker).
-STALE_CLAIM = timedelta(seconds=60)
+#: died between claiming and handing the chord to the broker). Launching
+#: takes milliseconds; this leaves room for a slow broker, and bounds how
+#: long a crashed bridge delays the events it had claimed.
+STALE_CLAIM = timedelta(seconds=15)
 
 
 class UnknownContext(LookupError):

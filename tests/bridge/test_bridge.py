@@ -191,9 +191,11 @@ def test_killing_the_bridge_mid_stream_and_restarting_it_analyses_every_event_on
     bridge = stack.start_bridge("--max-in-flight", "8")
     wait_until(lambda: len(runs_for(store, ids)) >= 10, 60, "the first runs")
     bridge.kill()
+    killed_at = time.monotonic()
     assert len(runs_for(store, ids)) < len(ids), "the bridge finished before it was killed"
     stack.start_bridge()
     wait_until(lambda: finished(store, ids), 120, "every event to finish")
+    print(f"bridge crash: all 80 events stored {time.monotonic() - killed_at:.1f} s after the kill")
 
     runs = runs_for(store, ids)
     assert len(runs) == 80 and {r.status for r in runs} == {"ok"}
