@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, signals
@@ -15,7 +15,7 @@ from orchestrator.metrics import serve_process_metrics
 from orchestrator.services import Services, build_services
 from tasks.results import result_backend_url
 
-_services_lock = threading.Lock()
+_build_lock = threading.Lock()
 
 
 def create_celery(settings: Settings, services: Services | None = None) -> Celery:
@@ -73,37 +73,29 @@ def _serve_worker_metrics(sender: Any = None, **_: Any) -> None:
         serve_process_metrics(settings.metrics_port)
 
 
-@signals.worker_init.connect
-def _shorten_gil_switch_interval(**_: Any) -> None:
-    """Hand the GIL over sooner in the worker.
-
-    Task threads mostly wait on sockets; with the default 5 ms interval a
-    thread whose reply has arrived waits for CPU-bound siblings, which
-    showed up as milliseconds of added latency per task.
-    """
-    sys.setswitchinterval(0.0005)
-
-
 def dead_letter_publisher(app: Celery) -> DeadLetterPublisher:
     """This process's dead-letter producer for ``app``, created on first use."""
-    publisher: DeadLetterPublisher | None = app.orchestrator_dead_letters
-    if publisher is None:
-        with _services_lock:
-            publisher = app.orchestrator_dead_letters
-            if publisher is None:
-                settings = app.orchestrator_settings
-                publisher = DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
-                app.orchestrator_dead_letters = publisher
+    settings = app.orchestrator_settings
+    publisher: DeadLetterPublisher = _built_once(
+        app,
+        "orchestrator_dead_letters",
+        lambda: DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
+    )
     return publisher
 
 
 def services_of(app: Celery) -> Services:
-    """This process's services for ``app``, built on first use."""
-    services: Services | None = app.orchestrator_services
-    if services is None:
-        with _services_lock:
-            services = app.orchestrator_services
-            if services is None:
-                services = build_services(app.orchestrator_settings)
-                app.orchestrator_services = services
+    """This process's services for ``app``, built on first use (after any fork)."""
+    services: Services = _built_once(app, "orchestrator_services", lambda: build_services(app.orchestrator_settings))
     return services
+
+
+def _built_once(app: Celery, attribute: str, build: Callable[[], Any]) -> Any:
+    value = getattr(app, attribute)
+    if value is None:
+        with _build_lock:
+            value = getattr(app, attribute)
+            if value is None:
+                value = build()
+                setattr(app, attribute, value)
+    return value
