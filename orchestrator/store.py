@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy import Engine, Select, create_engine, event, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -137,8 +137,8 @@ class RunStore:
         return Claim(run=run, created=False)
 
     def mark_launched(self, run_id: str) -> None:
-        with self.session() as session, session.begin():
-            session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(launched_at=utcnow()))
+        with self.engine.begin() as connection:
+            connection.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(launched_at=utcnow()))
 
     def take_over_stale_claim(self, run_id: str, older_than: timedelta) -> bool:
         """Take over a run claimed but never launched (its launcher died).
@@ -202,21 +202,30 @@ class RunStore:
             )
             return bool(reopened.rowcount)  # type: ignore[attr-defined]
 
+    # The worker's hot path (load_job, record_call, finish_run) uses plain
+    # connections: the ORM session's unit of work was the largest CPU cost
+    # of a worker task.
+
     def load_job(self, run_id: str, worker: str) -> Job:
         """What ``worker`` needs for the run; raises ``LookupError`` if no such run."""
-        with self.session() as session:
-            run = session.get(AnalysisRun, run_id)
+        with self.engine.connect() as connection:
+            run = connection.execute(
+                select(AnalysisRun.event_id, AnalysisRun.request, AnalysisRun.traceparent).where(
+                    AnalysisRun.id == run_id
+                )
+            ).one_or_none()
             if run is None:
                 raise LookupError(f"run {run_id} not found")
-            return Job(
-                run_id=run.id,
-                event_id=run.event_id,
-                segments=tuple(Segment.from_json(s) for s in run.request["segments"]),
-                language=run.request.get("language"),
-                prompt_ids=dict(run.request.get("prompt_ids") or {}),
-                traceparent=run.traceparent,
-                previous_output=self._successful_output(session, run_id, worker),
-            )
+            previous_output = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
+        return Job(
+            run_id=run_id,
+            event_id=run.event_id,
+            segments=tuple(Segment.from_json(s) for s in run.request["segments"]),
+            language=run.request.get("language"),
+            prompt_ids=dict(run.request.get("prompt_ids") or {}),
+            traceparent=run.traceparent,
+            previous_output=previous_output,
+        )
 
     def finish_run(
         self,
@@ -227,18 +236,22 @@ class RunStore:
         worker_statuses: Mapping[str, str],
         errors: Mapping[str, str],
     ) -> AnalysisRun:
-        with self.session() as session, session.begin():
-            run = session.get(AnalysisRun, run_id)
-            if run is None:
+        """Store the outcome of a run; returns the run as stored (detached)."""
+        with self.engine.begin() as connection:
+            row = connection.execute(select(AnalysisRun.__table__).where(AnalysisRun.id == run_id)).one_or_none()
+            if row is None:
                 raise LookupError(f"run {run_id} not found")
             now = utcnow()
-            run.status = status
-            run.result = result
-            run.worker_statuses = dict(worker_statuses)
-            run.errors = dict(errors)
-            run.finished_at = now
-            run.duration_ms = (now - _aware(run.created_at)).total_seconds() * 1000
-            return run
+            values: JSON = {
+                "status": status,
+                "result": result,
+                "worker_statuses": dict(worker_statuses),
+                "errors": dict(errors),
+                "finished_at": now,
+                "duration_ms": (now - _aware(row.created_at)).total_seconds() * 1000,
+            }
+            connection.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(**values))
+        return AnalysisRun(**{**row._asdict(), **values})
 
     def pending_among(self, run_ids: Iterable[str]) -> set[str]:
         """Those of ``run_ids`` that have not finished yet."""
@@ -273,9 +286,9 @@ class RunStore:
         error: str | None = None,
         output: JSON | None = None,
     ) -> None:
-        with self.session() as session, session.begin():
-            session.add(
-                LlmCall(
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(LlmCall).values(
                     run_id=job.run_id,
                     event_id=job.event_id,
                     worker=worker,
@@ -288,21 +301,15 @@ class RunStore:
                     output_tokens=output_tokens,
                     error=error,
                     output=output,
+                    created_at=utcnow(),
                 )
             )
 
     def successful_output(self, run_id: str, worker: str) -> JSON | None:
         """The output of an earlier successful call of this worker in this run."""
-        with self.session() as session:
-            return self._successful_output(session, run_id, worker)
-
-    @staticmethod
-    def _successful_output(session: Session, run_id: str, worker: str) -> JSON | None:
-        return session.execute(
-            select(LlmCall.output)
-            .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status == "ok")
-            .limit(1)
-        ).scalar_one_or_none()
+        with self.engine.connect() as connection:
+            output: JSON | None = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
+            return output
 
     def calls_for(self, run_id: str) -> list[LlmCall]:
         with self.session() as session:
@@ -312,6 +319,14 @@ class RunStore:
         """The dialect's INSERT, which knows ON CONFLICT."""
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
         return dialect.insert(table)
+
+
+def _successful_output_query(run_id: str, worker: str) -> Select[tuple[Any]]:
+    return (
+        select(LlmCall.output)
+        .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status == "ok")
+        .limit(1)
+    )
 
 
 def _aware(moment: datetime) -> datetime:
