@@ -23,8 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from harness import percentile  # also puts the repository on sys.path
 from kafka import KafkaProducer  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
@@ -45,11 +44,6 @@ from tests.services import (  # noqa: E402
     start_celery_worker,
     wait_until,
 )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def measure(settings: Settings, store: RunStore, log_dir: Path, events: int, concurrency: int, rate: float) -> str:

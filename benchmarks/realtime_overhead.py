@@ -21,8 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import percentile  # also puts the repository on sys.path
 
 from orchestrator.config import Settings  # noqa: E402
 from orchestrator.migrate import upgrade_database  # noqa: E402
@@ -39,11 +38,6 @@ from tests.services import (  # noqa: E402
     start_celery_worker,
     wait_until,
 )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def run_load(url: str, total: int, concurrency: int, segments: int) -> list[float]:
