@@ -57,7 +57,8 @@ def failure_status(exc: BaseException) -> WorkerStatus:
 
 
 def describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    # A NUL (say, echoed from a server's error body) cannot be stored in PostgreSQL text.
+    return f"{type(exc).__name__}: {exc}".replace("\x00", "\\0")
 
 
 def analyse_part(
