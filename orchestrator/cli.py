@@ -107,6 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("--dry-run", action="store_true", help="print what would be replayed; send nothing")
     dlq_replay.set_defaults(handler=run_dlq_replay)
 
+    runs = commands.add_parser("runs", help="operate on stored runs").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION"
+    )
+    relaunch = runs.add_parser(
+        "relaunch",
+        help="launch again the chords of runs stuck in pending",
+        description="Find runs launched longer than --older-than seconds ago and still pending (their chord was "
+        "lost, e.g. Redis lost its data) and launch their chords again. Workers that already succeeded reuse "
+        "their stored output. Safe to run from cron: each stuck run is relaunched by one caller.",
+    )
+    relaunch.add_argument(
+        "--older-than",
+        type=float,
+        help="seconds pending after launch (default: twice CELERY_VISIBILITY_TIMEOUT)",
+    )
+    relaunch.add_argument("--dry-run", action="store_true", help="list the stuck runs; launch nothing")
+    relaunch.set_defaults(handler=run_runs_relaunch)
+
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations up to REVISION (default head)")
     upgrade.add_argument("revision", nargs="?", default="head")
@@ -305,6 +323,32 @@ def run_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_UNAVAILABLE
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {sent} of {len(letters)} dead letters to {settings.kafka_tasks_topic}")
+    return EXIT_OK
+
+
+def run_runs_relaunch(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from orchestrator.runs import relaunch_stuck_runs
+    from orchestrator.services import build_services
+    from tasks.celery_app import create_celery
+
+    seconds = args.older_than if args.older_than is not None else 2 * settings.celery_visibility_timeout
+    if seconds <= 0:
+        print("orchestrator runs relaunch: --older-than must be positive", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    services = build_services(settings)
+    batch, realtime = settings.celery_batch_queue, settings.celery_realtime_queue
+    runs = relaunch_stuck_runs(
+        store=services.store,
+        celery_app=create_celery(settings, services),
+        older_than=timedelta(seconds=seconds),
+        queues={"kafka": batch, "api": realtime, "cli": realtime},
+        dry_run=args.dry_run,
+    )
+    for run in runs:
+        print(f"{'would relaunch' if args.dry_run else 'relaunched'} run {run.id} event {run.event_id}")
+    print(f"{len(runs)} stuck runs (pending over {seconds:g} s after launch)")
     return EXIT_OK
 
 

@@ -145,6 +145,28 @@ def submit_analysis_waiting(request: AnalysisRequest, *, timeout: float, **kwarg
             time.sleep(0.05)
 
 
+def relaunch_stuck_runs(
+    *, store: RunStore, celery_app: Celery, older_than: timedelta, queues: dict[str, str], dry_run: bool = False
+) -> list[AnalysisRun]:
+    """Launch again the chords of runs pending for longer than ``older_than``.
+
+    For runs whose chord was lost (say, Redis lost its data). Workers that
+    had already succeeded reuse their stored output, so only what is missing
+    is analysed. ``queues`` maps a run's source to its Celery queue. Returns
+    the runs relaunched (with ``dry_run``, those that would be).
+    """
+    relaunched = []
+    for run in store.stuck_runs(older_than):
+        if dry_run:
+            relaunched.append(run)
+        elif store.take_over_stuck_run(run.id, older_than):
+            queue = queues[run.source]
+            launch_chord(celery_app, run.id, attempt=run.attempt, queue=queue, traceparent=run.traceparent)
+            log.warning("run %s event %s: relaunched after %s pending", run.id, run.event_id, older_than)
+            relaunched.append(run)
+    return relaunched
+
+
 def _resolve_segments(request: AnalysisRequest, store: RunStore) -> tuple[tuple[Segment, ...], str | None]:
     if request.segments is not None:
         return request.segments, request.language

@@ -159,6 +159,24 @@ class RunStore:
             )
             return bool(taken.rowcount)  # type: ignore[attr-defined]
 
+    def stuck_runs(self, older_than: timedelta) -> list[AnalysisRun]:
+        """Runs launched longer ago than ``older_than`` and still pending."""
+        cutoff = utcnow() - older_than
+        with self.session() as session:
+            query = select(AnalysisRun).where(AnalysisRun.status == "pending", AnalysisRun.launched_at < cutoff)
+            return list(session.execute(query.order_by(AnalysisRun.launched_at)).scalars())
+
+    def take_over_stuck_run(self, run_id: str, older_than: timedelta) -> bool:
+        """Claim the relaunch of a stuck run: True for exactly one caller."""
+        cutoff = utcnow() - older_than
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                update(AnalysisRun)
+                .where(AnalysisRun.id == run_id, AnalysisRun.status == "pending", AnalysisRun.launched_at < cutoff)
+                .values(launched_at=utcnow())
+            )
+            return bool(taken.rowcount)
+
     def release_claim(self, run_id: str, reopened_from: int | None = None) -> None:
         """Undo a claim whose chord could not be launched, so a retry can claim anew.
 

@@ -273,3 +273,19 @@ def test_db_upgrade_on_a_fresh_sqlite_database_creates_the_tables(tmp_path: Path
     tables = {name for (name,) in query(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"analysis_runs", "llm_calls", "contexts", "alembic_version"} <= tables
     assert query(db, "SELECT count(*) FROM alembic_version") == [(1,)]
+
+
+def test_runs_relaunch_dry_run_reports_no_stuck_runs_on_a_fresh_database(tmp_path: Path) -> None:
+    assert cli("db", "upgrade", db=tmp_path / "x.db").returncode == 0
+
+    result = cli("runs", "relaunch", "--dry-run", "--older-than", "60", db=tmp_path / "x.db")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0 stuck runs (pending over 60 s after launch)"
+
+
+def test_runs_relaunch_refuses_a_non_positive_age(tmp_path: Path) -> None:
+    result = cli("runs", "relaunch", "--older-than", "0", db=tmp_path / "x.db")
+
+    assert result.returncode == 2
+    assert "--older-than must be positive" in result.stderr
