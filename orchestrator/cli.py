@@ -329,6 +329,9 @@ def run_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
 def run_runs_relaunch(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta
 
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+
     from orchestrator.runs import relaunch_stuck_runs
     from orchestrator.services import build_services
     from tasks.celery_app import create_celery
@@ -339,13 +342,17 @@ def run_runs_relaunch(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_BAD_INPUT
     services = build_services(settings)
     batch, realtime = settings.celery_batch_queue, settings.celery_realtime_queue
-    runs = relaunch_stuck_runs(
-        store=services.store,
-        celery_app=create_celery(settings, services),
-        older_than=timedelta(seconds=seconds),
-        queues={"kafka": batch, "api": realtime, "cli": realtime},
-        dry_run=args.dry_run,
-    )
+    try:
+        runs = relaunch_stuck_runs(
+            store=services.store,
+            celery_app=create_celery(settings, services),
+            older_than=timedelta(seconds=seconds),
+            queues={"kafka": batch, "api": realtime, "cli": realtime},
+            dry_run=args.dry_run,
+        )
+    except (SQLAlchemyOperationalError, KombuOperationalError) as exc:
+        print(f"orchestrator runs relaunch: a service is unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     for run in runs:
         print(f"{'would relaunch' if args.dry_run else 'relaunched'} run {run.id} event {run.event_id}")
     print(f"{len(runs)} stuck runs (pending over {seconds:g} s after launch)")
