@@ -17,7 +17,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from orchestrator.config import ConfigError, Settings
+from orchestrator.config import LOG_LEVELS, ConfigError, Settings
 from orchestrator.domain import JSON, WORKERS, AnalysisRequest, Segment
 from orchestrator.logs import configure_logging
 from orchestrator.schemas import AnalysisTaskSchema, AnalyzeRequestSchema, Limits, idempotency_key_error
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         "implication_sentiment, logic_bias) through a Celery chord; store runs in the database. "
         "Configuration comes from the environment (see README).",
     )
-    parser.add_argument("--log-level", help="override LOG_LEVEL (DEBUG, INFO, WARNING)")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, help="override LOG_LEVEL (DEBUG, INFO, WARNING, ...)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     analyze = commands.add_parser(

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class ConfigError(ValueError):
     """An environment variable holds a value of the wrong kind."""
 
@@ -83,6 +86,8 @@ class Settings:
         # validation and then fail to store.
         if not 1 <= self.max_id_length <= 128:
             raise ConfigError(f"MAX_ID_LENGTH={self.max_id_length} must be between 1 and 128")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         for name in ("max_segments", "max_total_chars", "bridge_max_in_flight", "kafka_topic_partitions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.upper()} must be at least 1")

@@ -58,6 +58,8 @@ def test_every_field_reads_the_upper_case_variable_of_its_name() -> None:
             env[f.name.upper()], expected[f.name] = "7", 7
         elif isinstance(f.default, float):
             env[f.name.upper()], expected[f.name] = "7.5", 7.5
+        elif f.name == "log_level":  # validated: one of the logging levels
+            env[f.name.upper()] = expected[f.name] = "DEBUG"
         else:
             env[f.name.upper()] = expected[f.name] = f"value-of-{f.name}"
 
@@ -159,3 +161,8 @@ def test_lower_case_variable_names_are_ignored() -> None:
     settings = Settings.from_env({"celery_broker_url": "redis://redis:6379/0", "max_segments": "5"})
 
     assert settings == Settings()
+
+
+def test_an_unknown_log_level_is_a_configuration_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="LOG_LEVEL='verbose'"):
+        Settings.from_env({"LOG_LEVEL": "verbose"})
