@@ -40,9 +40,11 @@ class Text(fields.String):
 
 @dataclass(frozen=True)
 class Limits:
-    max_segments: int = 2000
-    max_total_chars: int = 200_000
-    max_id_length: int = 128
+    """Input limits; the defaults are the settings' (MAX_SEGMENTS, ...)."""
+
+    max_segments: int = Settings.max_segments
+    max_total_chars: int = Settings.max_total_chars
+    max_id_length: int = Settings.max_id_length
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
