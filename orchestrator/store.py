@@ -147,8 +147,8 @@ class RunStore:
         ``older_than``: a younger claim may still be launching.
         """
         cutoff = utcnow() - older_than
-        with self.session() as session, session.begin():
-            taken = session.execute(
+        with self.engine.begin() as connection:
+            taken = connection.execute(
                 update(AnalysisRun)
                 .where(
                     AnalysisRun.id == run_id,
@@ -157,7 +157,7 @@ class RunStore:
                 )
                 .values(created_at=utcnow())
             )
-            return bool(taken.rowcount)  # type: ignore[attr-defined]
+            return bool(taken.rowcount)
 
     def stuck_runs(self, older_than: timedelta) -> list[AnalysisRun]:
         """Runs launched longer ago than ``older_than`` and still pending."""
@@ -200,8 +200,8 @@ class RunStore:
         dead letter twice analyses the event once. ``origin`` (the replayed
         message) replaces the old one, so a new dead letter carries its attempt.
         """
-        with self.session() as session, session.begin():
-            reopened = session.execute(
+        with self.engine.begin() as connection:
+            reopened = connection.execute(
                 update(AnalysisRun)
                 .where(AnalysisRun.id == run_id, AnalysisRun.status == "failed", AnalysisRun.attempt < attempt)
                 .values(
@@ -218,7 +218,7 @@ class RunStore:
                     errors=None,
                 )
             )
-            return bool(reopened.rowcount)  # type: ignore[attr-defined]
+            return bool(reopened.rowcount)
 
     # The worker's hot path (load_job, record_call, finish_run) uses plain
     # connections: the ORM session's unit of work was the largest CPU cost
