@@ -13,7 +13,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import kombu.exceptions
@@ -24,7 +23,15 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from marshmallow import ValidationError
 
-from bridge.dlq import DeadLetterError, DeadLetterPublisher, DeadLetterReason, SourceMessage, replay_attempt
+from bridge.dlq import (
+    DeadLetterError,
+    DeadLetterPublisher,
+    DeadLetterReason,
+    SourceMessage,
+    as_text,
+    last_header,
+    replay_attempt,
+)
 from orchestrator.config import Settings
 from orchestrator.metrics import BRIDGE_EVENTS, BRIDGE_IN_FLIGHT, BRIDGE_PAUSED, BRIDGE_RETRIES
 from orchestrator.runs import ClaimInProgress, UnknownContext, submit_analysis
@@ -70,13 +77,6 @@ def decode_task(value: bytes | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UndecodableMessage(f"value is JSON {type(data).__name__}, not an object")
     return data
-
-
-def header_value(headers: Iterable[tuple[str, bytes]], name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name and value is not None:
-            return value.decode("utf-8", errors="replace")
-    return None
 
 
 class Bridge:
@@ -182,7 +182,7 @@ class Bridge:
             reason = DeadLetterReason(
                 "validation", "ValidationError", "invalid AnalysisTask", field_errors=exc.messages
             )
-            self.dead_letter(source, reason, event_id=_text(data.get("event_id")))
+            self.dead_letter(source, reason, event_id=as_text(data.get("event_id")))
             return
         try:
             submission = submit_analysis(
@@ -191,7 +191,7 @@ class Bridge:
                 store=self.store,
                 celery_app=self.celery_app,
                 queue=self.settings.celery_batch_queue,
-                traceparent=valid_traceparent(header_value(source.headers, "traceparent")),
+                traceparent=valid_traceparent(as_text(last_header(source.headers, "traceparent"))),
                 origin=source.to_json(),
                 attempt=replay_attempt(source.headers),
             )
@@ -264,10 +264,6 @@ class Bridge:
             # The group rebalanced: these messages will be redelivered and
             # recognised as duplicates by their claims.
             log.warning("bridge: commit failed (%s); messages will be redelivered", exc)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def build_bridge(settings: Settings) -> Bridge:

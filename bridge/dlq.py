@@ -179,19 +179,28 @@ class DeadLetterReason:
         }
 
 
-def replay_attempt(headers: Iterable[tuple[str, bytes | None]]) -> int:
-    """The ``x-replay-attempt`` of a message: 1 when absent, unreadable or below 1.
+def last_header(headers: Iterable[tuple[str, bytes | None]], name: str) -> bytes | None:
+    """The value of the last header called ``name``, as Kafka clients usually read it."""
+    found = None
+    for key, data in headers:
+        if key == name:
+            found = data
+    return found
 
-    The last header of that name wins, as Kafka clients usually read it.
-    """
-    attempt = 1
-    for name, data in headers:
-        if name != REPLAY_ATTEMPT_HEADER:
-            continue
-        try:
-            attempt = int((data or b"").decode("ascii").strip())
-        except (UnicodeDecodeError, ValueError):
-            attempt = 1
+
+def as_text(value: object) -> str | None:
+    """``value`` as text if it is text or bytes (decoded leniently), else None."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def replay_attempt(headers: Iterable[tuple[str, bytes | None]]) -> int:
+    """The ``x-replay-attempt`` of a message: 1 when absent, unreadable or below 1."""
+    try:
+        attempt = int((last_header(headers, REPLAY_ATTEMPT_HEADER) or b"1").decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return 1
     return attempt if attempt >= 1 else 1
 
 

@@ -22,7 +22,17 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
-from bridge.dlq import DLQ_HEADER_PREFIX, REPLAY_ATTEMPT_HEADER, Headers, decode_bytes, replay_attempt
+from bridge.dlq import (
+    DLQ_HEADER_PREFIX,
+    ERROR_TYPE_HEADER,
+    REPLAY_ATTEMPT_HEADER,
+    STAGE_HEADER,
+    Headers,
+    as_text,
+    decode_bytes,
+    last_header,
+    replay_attempt,
+)
 from orchestrator.domain import JSON
 
 log = logging.getLogger(__name__)
@@ -61,19 +71,19 @@ class DeadLetter:
 
     @property
     def stage(self) -> str | None:
-        return _text(self.reason.get("stage")) or _text(self._header("x-dlq-stage"))
+        return as_text(self.reason.get("stage")) or as_text(last_header(self.headers, STAGE_HEADER))
 
     @property
     def error_type(self) -> str | None:
-        return _text(self.reason.get("error_type")) or _text(self._header("x-dlq-error-type"))
+        return as_text(self.reason.get("error_type")) or as_text(last_header(self.headers, ERROR_TYPE_HEADER))
 
     @property
     def message(self) -> str | None:
-        return _text(self.reason.get("message"))
+        return as_text(self.reason.get("message"))
 
     @property
     def event_id(self) -> str | None:
-        return _text(self.body.get("event_id"))
+        return as_text(self.body.get("event_id"))
 
     @property
     def attempt(self) -> int:
@@ -85,7 +95,7 @@ class DeadLetter:
 
     @property
     def dead_lettered_at(self) -> str | None:
-        return _text(self.body.get("dead_lettered_at"))
+        return as_text(self.body.get("dead_lettered_at"))
 
     def original_payload(self) -> bytes | None:
         """The original message value, or None when it was null or cannot be recovered."""
@@ -93,10 +103,6 @@ class DeadLetter:
             return decode_bytes(self.body.get("payload"), self.body.get("payload_encoding"))
         except (ValueError, TypeError, AttributeError):
             return None
-
-    def _header(self, name: str) -> bytes | None:
-        values = [data for header, data in self.headers if header == name]
-        return values[-1] if values else None
 
     @classmethod
     def from_record(cls, record: Any) -> DeadLetter:
@@ -110,12 +116,6 @@ class DeadLetter:
             headers=tuple((name, data or b"") for name, data in record.headers or ()),
             body=parse_body(record.value),
         )
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else None
 
 
 def parse_body(value: bytes | None) -> JSON:
