@@ -13,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psycopg2
 import redis
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
@@ -152,3 +154,34 @@ def start_celery_worker(env: Mapping[str, str], log_dir: Path, name: str, concur
         "--without-gossip", "--without-mingle", "-n", f"{name}@%h",
     ]  # fmt: skip
     return Process(name, args, env, log_dir)
+
+
+def make_statements_fail(database_url: str, timing: str, *, condition: str, times: int | None = None) -> None:
+    """Make ``timing`` (e.g. "BEFORE INSERT") statements on analysis_runs fail where ``condition`` holds.
+
+    The error is a plain database error, not a lost connection. With ``times``,
+    only the first that many fail: a sequence counts them, since unlike a
+    table it is not rolled back with the failing statement.
+    """
+    name = f"fail_{uuid.uuid4().hex[:10]}"
+    limit = f" AND nextval('{name}') <= {times}" if times is not None else ""
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text(f"CREATE SEQUENCE {name}"))
+        connection.execute(
+            text(
+                f"""
+                CREATE FUNCTION {name}() RETURNS trigger AS $$
+                BEGIN
+                  IF {condition}{limit} THEN
+                    RAISE EXCEPTION 'injected failure';
+                  END IF;
+                  RETURN NEW;
+                END $$ LANGUAGE plpgsql
+                """
+            )
+        )
+        connection.execute(
+            text(f"CREATE TRIGGER {name} {timing} ON analysis_runs FOR EACH ROW EXECUTE FUNCTION {name}()")
+        )
+    engine.dispose()

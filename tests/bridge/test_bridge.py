@@ -26,7 +26,7 @@ from orchestrator.store import RunStore
 from tests.conftest import settings_env
 from tests.factories import task_event, unique
 from tests.fake_llm import FakeLLM, Fault
-from tests.services import Process, free_port, service_env, start_celery_worker, wait_until
+from tests.services import Process, free_port, make_statements_fail, service_env, start_celery_worker, wait_until
 
 FAIL_MARKER = "MODEL-FAILS-FOR-THIS-EVENT"
 
@@ -326,3 +326,22 @@ def test_the_bridge_exits_3_with_a_message_when_kafka_is_unreachable(stack: Stac
 
     assert result.returncode == 3
     assert "cannot reach Kafka" in result.stderr
+
+
+def test_a_valid_event_that_cannot_be_stored_is_dead_lettered_and_does_not_block_its_partition(
+    stack: Stack, store: RunStore, database_url: str
+) -> None:
+    context_id = unique("ctx-poison")
+    make_statements_fail(database_url, "BEFORE INSERT", condition=f"NEW.context_id = '{context_id}'")
+    poison, behind_it = task_event(2, context_id=context_id), task_event(2)
+    # Both under the poison's key: one partition, the healthy event second.
+    _, healthy_value, _ = as_message(behind_it)
+    produce_events(stack.settings, [as_message(poison), (context_id.encode(), healthy_value, [])])
+    stack.start_bridge()
+
+    wait_until(lambda: finished(store, {behind_it["event_id"]}), 60, "the event behind the poisonous one")
+    wait_until(lambda: len(read_dead_letters(*dlq(stack), timeout_s=2)) == 1, 30, "the dead letter")
+
+    (letter,) = read_dead_letters(*dlq(stack), timeout_s=2)
+    assert (letter.stage, letter.error_type, letter.event_id) == ("processing", "InternalError", poison["event_id"])
+    assert runs_for(store, {poison["event_id"]}) == []

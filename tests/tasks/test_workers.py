@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from celery import Celery
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
 
 from orchestrator.chord import CHORD_FAILED_TASK, build_chord, worker_task_name
 from orchestrator.domain import WORKERS
@@ -15,7 +12,7 @@ from orchestrator.retry import retry_delay
 from orchestrator.store import RunStore
 from tests.factories import analyze_body, make_segments, unique
 from tests.fake_llm import FakeLLM
-from tests.services import Process
+from tests.services import Process, make_statements_fail
 
 
 def claimed_run(store: RunStore, source: str = "api") -> str:
@@ -86,7 +83,12 @@ def test_when_the_aggregate_fails_celery_fires_the_error_path_which_stores_the_r
     client: FlaskClient, store: RunStore, celery_app: Celery, database_url: str
 ) -> None:
     context_id = unique("ctx-aggregate-fails-once")
-    fail_first_update_of_context(database_url, context_id)
+    make_statements_fail(
+        database_url,
+        "BEFORE UPDATE",
+        condition=f"NEW.context_id = '{context_id}' AND NEW.status <> 'pending'",
+        times=1,
+    )
 
     response = client.post("/orchestrator/analyze", json=analyze_body(3, context_id=context_id))
 
@@ -97,32 +99,3 @@ def test_when_the_aggregate_fails_celery_fires_the_error_path_which_stores_the_r
     assert run is not None and run.status == "ok"  # completed by chord_failed from the stored outputs
     assert run.worker_statuses == {w: "ok" for w in WORKERS}
     assert len(store.calls_for(run_id)) == 4  # nothing was analysed twice
-
-
-def fail_first_update_of_context(database_url: str, context_id: str) -> None:
-    """A trigger that makes the first finishing UPDATE of that context's run fail.
-
-    A sequence counts the attempts: unlike a table, it is not rolled back
-    with the failing transaction. The error is not one the aggregate retries.
-    """
-    name = f"fail_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(database_url)
-    with engine.begin() as connection:
-        connection.execute(text(f"CREATE SEQUENCE {name}"))
-        connection.execute(
-            text(
-                f"""
-                CREATE FUNCTION {name}() RETURNS trigger AS $$
-                BEGIN
-                  IF NEW.context_id = '{context_id}' AND NEW.status <> 'pending' AND nextval('{name}') = 1 THEN
-                    RAISE EXCEPTION 'injected failure of the aggregate';
-                  END IF;
-                  RETURN NEW;
-                END $$ LANGUAGE plpgsql
-                """
-            )
-        )
-        connection.execute(
-            text(f"CREATE TRIGGER {name} BEFORE UPDATE ON analysis_runs FOR EACH ROW EXECUTE FUNCTION {name}()")
-        )
-    engine.dispose()
