@@ -3,80 +3,89 @@
 At-least-once: an offset is committed only after its message was handed off
 (chord launched, duplicate recognised, or dead-lettered). A crash before the
 commit means redelivery, which the event's claim in the database makes
-harmless. Invalid messages go to the DLQ and are never retried; a failure of
-our own infrastructure (database, Redis, Kafka) is retried by seeking back.
+harmless.
+
+Whatever a message holds, it is handed off or dead-lettered and its offset
+moves on: what it means to fail is decided by ``orchestrator.errors``. Bad
+input is dead-lettered (``decode``, ``validation``); a bug while handing off
+a valid event is logged with its traceback and dead-lettered
+(``processing``); only a failure of our own infrastructure (database, Redis,
+Kafka) or a claim held by another caller is retried, by seeking back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
-import time
+from datetime import timedelta
 from typing import Any
 
-import kombu.exceptions
-import redis.exceptions
-import sqlalchemy.exc
-from celery import Celery
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from marshmallow import ValidationError
 
-from bridge.dlq import (
-    DeadLetterError,
-    DeadLetterPublisher,
+from bridge import records
+from orchestrator.chord import ChordLauncher
+from orchestrator.config import Settings
+from orchestrator.dead_letters import (
     DeadLetterReason,
+    DeadLetterSink,
     SourceMessage,
     as_text,
+    build_dead_letter,
     last_header,
     replay_attempt,
 )
-from orchestrator.config import Settings
+from orchestrator.errors import BadInput, Verdict, classify
 from orchestrator.metrics import BRIDGE_EVENTS, BRIDGE_IN_FLIGHT, BRIDGE_PAUSED, BRIDGE_RETRIES
-from orchestrator.runs import ClaimInProgress, UnknownContext, submit_analysis
-from orchestrator.schemas import AnalysisTaskSchema, Limits
+from orchestrator.pipelines import Pipelines
+from orchestrator.runs import submit_analysis
 from orchestrator.store import RunStore
 from orchestrator.tracing import valid_traceparent
 
 log = logging.getLogger(__name__)
 
-#: How long to back off after an infrastructure error before retrying.
-RETRY_PAUSE_S = 2.0
-
-#: Failures of our own services: the message is fine, try it again later.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    kombu.exceptions.OperationalError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    KafkaError,
-    DeadLetterError,
-    ConnectionError,
-    TimeoutError,
-    # Not a failure, but likewise "not handed off yet: try again shortly".
-    ClaimInProgress,
-)
+#: Pause before retrying a message whose claim another caller holds.
+BUSY_PAUSE_S = 0.2
+#: Backoff after an infrastructure failure: doubling from the first to the last.
+RETRY_PAUSE_MIN_S = 1.0
+RETRY_PAUSE_MAX_S = 10.0
 
 
-class UndecodableMessage(ValueError):
+class UndecodableMessage(BadInput):
     """The message value is not a JSON object."""
 
 
 def decode_task(value: bytes | None) -> dict[str, Any]:
-    """The message value as a JSON object; raises ``UndecodableMessage``."""
+    """The message value as a JSON object (strict JSON: no NaN or Infinity); raises ``UndecodableMessage``."""
     if value is None:
         raise UndecodableMessage("message has no value")
     try:
-        data = json.loads(value.decode("utf-8"))
+        text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UndecodableMessage(f"value is not UTF-8: {exc}") from exc
-    except json.JSONDecodeError as exc:
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise UndecodableMessage("value is not JSON we can read: nested too deeply") from None
+    except ValueError as exc:  # also integers over Python's digit limit
         raise UndecodableMessage(f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise UndecodableMessage(f"value is JSON {type(data).__name__}, not an object")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
 
 
 class Bridge:
@@ -86,21 +95,24 @@ class Bridge:
         self,
         settings: Settings,
         *,
+        pipelines: Pipelines,
         store: RunStore,
-        celery_app: Celery,
-        dead_letters: DeadLetterPublisher,
+        launcher: ChordLauncher,
+        dead_letters: DeadLetterSink,
     ) -> None:
         self.settings = settings
+        self.pipelines = pipelines
         self.store = store
-        self.celery_app = celery_app
+        self.launcher = launcher
         self.dead_letters = dead_letters
-        self.schema = AnalysisTaskSchema(limits=Limits.from_settings(settings))
-        #: Runs this bridge launched that have not finished yet, with when.
-        self.in_flight: dict[str, float] = {}
-        #: A run pending longer than this no longer holds a slot: its chord
-        #: would have been redelivered by now, so something else is wrong.
-        self.in_flight_limit_s = 2.0 * settings.celery_visibility_timeout
+        self.lease = timedelta(seconds=settings.claim_lease)
+        #: Runs this bridge launched that have not finished yet. Each holds a
+        #: slot however long it waits: the sweeper in the workers ends every
+        #: run whose chord was lost, so a slot is never held forever.
+        self.in_flight: set[str] = set()
         self.stopping = threading.Event()
+        self._retry_pause = RETRY_PAUSE_MIN_S
+        records.install()
 
     def create_consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -127,7 +139,11 @@ class Bridge:
             while not self.stopping.is_set():
                 self.refresh_in_flight()
                 self.apply_backpressure(consumer)
-                batch = consumer.poll(timeout_ms=200)
+                try:
+                    batch = consumer.poll(timeout_ms=200)
+                except Exception as exc:  # the broker, not a message: keep the bridge up
+                    self._back_off(f"poll failed: {exc!r}")
+                    continue
                 done = self.handle_batch(consumer, batch)
                 self.commit(consumer, done)
         finally:
@@ -140,103 +156,91 @@ class Bridge:
         """Hand off each record in order; return the next offset to commit per partition.
 
         A partition stops early (and seeks back, so the rest is fetched again)
-        when the in-flight bound is reached or our infrastructure fails. On
-        shutdown the batch already fetched is still handed off.
+        when the in-flight bound is reached, our infrastructure fails, or
+        another caller holds a claim. On shutdown the batch already fetched
+        is still handed off.
         """
         done: dict[TopicPartition, int] = {}
-        for partition, records in batch.items():
-            for record in records:
+        for partition, partition_records in batch.items():
+            for record in partition_records:
                 if len(self.in_flight) >= self.settings.bridge_max_in_flight:
                     consumer.seek(partition, record.offset)
                     break
                 try:
                     self.handle(record)
-                except INFRASTRUCTURE_ERRORS:
-                    log.exception(
-                        "bridge: cannot hand off %s[%d]@%d; retrying in %g s",
-                        record.topic, record.partition, record.offset, RETRY_PAUSE_S,
-                    )  # fmt: skip
+                except Exception as exc:
                     BRIDGE_RETRIES.inc()
                     consumer.seek(partition, record.offset)
-                    self.stopping.wait(RETRY_PAUSE_S)
+                    where = f"{record.topic}[{record.partition}]@{record.offset}"
+                    if classify(exc) is Verdict.BUSY:
+                        log.info("bridge: %s: %s; retrying shortly", where, exc)
+                        self.stopping.wait(BUSY_PAUSE_S)
+                    else:
+                        self._back_off(f"cannot hand off {where}: {exc!r}")
                     break
+                self._retry_pause = RETRY_PAUSE_MIN_S
                 done[partition] = record.offset + 1
         return done
 
     def handle(self, record: Any) -> None:
         """Hand off one record: launch its run, recognise a duplicate, or dead-letter it.
 
-        Raises only ``INFRASTRUCTURE_ERRORS`` (retry later). Any other error
-        while handing off a valid event dead-letters it as ``processing``, so
-        one poisonous message never blocks its partition.
+        Raises only what must be retried later: an infrastructure failure, a
+        claim held by another caller, or a dead letter that could not be
+        published.
         """
         source = SourceMessage.from_record(record)
+        event_id = context_id = None
         try:
             data = decode_task(record.value)
-        except UndecodableMessage as exc:
-            self.dead_letter(source, DeadLetterReason("decode", type(exc).__name__, str(exc)))
-            return
-        try:
-            task = self.schema.load(data)
-        except ValidationError as exc:
-            reason = DeadLetterReason(
-                "validation", "ValidationError", "invalid AnalysisTask", field_errors=exc.messages
-            )
-            self.dead_letter(source, reason, event_id=as_text(data.get("event_id")))
-            return
-        try:
+            event_id = as_text(data.get("event_id"))
+            task = self.pipelines.load_request(data, event=True)
+            context_id = task.context_id
             submission = submit_analysis(
                 task,
                 source="kafka",
                 store=self.store,
-                celery_app=self.celery_app,
+                launcher=self.launcher,
                 queue=self.settings.celery_batch_queue,
+                lease=self.lease,
                 traceparent=valid_traceparent(as_text(last_header(source.headers, "traceparent"))),
                 origin=source.to_json(),
                 attempt=replay_attempt(source.headers),
             )
-        except UnknownContext as exc:
-            reason = DeadLetterReason("validation", type(exc).__name__, str(exc), field_errors={"segments": [str(exc)]})
-            self.dead_letter(source, reason, event_id=task.event_id, context_id=task.context_id)
-            return
-        except INFRASTRUCTURE_ERRORS:
-            raise
         except Exception as exc:
-            log.exception("bridge: event %s cannot be handed off", task.event_id)
-            reason = DeadLetterReason("processing", type(exc).__name__, str(exc))
-            self.dead_letter(source, reason, event_id=task.event_id, context_id=task.context_id)
+            verdict = classify(exc)
+            if verdict in (Verdict.INFRASTRUCTURE, Verdict.BUSY):
+                raise
+            if verdict is not Verdict.BAD_INPUT:
+                log.exception("bridge: event %s cannot be handed off; dead-lettering it", event_id)
+            self.dead_letter(source, dead_letter_reason(exc), event_id=event_id, context_id=context_id)
             return
         BRIDGE_EVENTS.labels(outcome="launched" if submission.launched else "duplicate").inc()
         if submission.launched:
-            self.in_flight[submission.run.id] = time.monotonic()
+            self.in_flight.add(submission.run.id)
         else:
-            log.info("event %s is a duplicate of run %s; skipped", task.event_id, submission.run.id)
+            log.info("event %s is a duplicate of run %s; skipped", event_id, submission.run.id)
 
-    def dead_letter(self, source: SourceMessage, reason: DeadLetterReason, **ids: str | None) -> None:
+    def dead_letter(
+        self, source: SourceMessage, reason: DeadLetterReason, *, event_id: str | None, context_id: str | None
+    ) -> None:
         log.warning(
             "dead-lettering %s[%d]@%d (%s: %s)", source.topic, source.partition, source.offset, reason.stage,
-            reason.message,
+            reason.message[:500],
         )  # fmt: skip
-        self.dead_letters.publish(source, reason, **ids)
+        self.dead_letters.publish([build_dead_letter(source, reason, event_id=event_id, context_id=context_id)])
         BRIDGE_EVENTS.labels(outcome=f"dead_letter_{reason.stage}").inc()
 
     def refresh_in_flight(self) -> None:
-        """Forget runs that finished, or that have been pending implausibly long."""
+        """Forget the runs that finished."""
         if not self.in_flight:
             return
         try:
-            pending = self.store.pending_among(self.in_flight)
-        except INFRASTRUCTURE_ERRORS as exc:
-            log.warning("bridge: cannot check runs in flight (%s); retrying in %g s", exc, RETRY_PAUSE_S)
-            self.stopping.wait(RETRY_PAUSE_S)
-            return
-        cutoff = time.monotonic() - self.in_flight_limit_s
-        for run_id in [r for r in pending if self.in_flight[r] < cutoff]:
-            log.error(
-                "bridge: run %s pending for over %g s; no longer counted in flight", run_id, self.in_flight_limit_s
-            )
-            pending.discard(run_id)
-        self.in_flight = {run_id: self.in_flight[run_id] for run_id in pending}
+            self.in_flight = self.store.pending_among(self.in_flight)
+        except Exception as exc:
+            if classify(exc) is not Verdict.INFRASTRUCTURE:
+                raise
+            self._back_off(f"cannot check the runs in flight: {exc!r}")
         BRIDGE_IN_FLIGHT.set(len(self.in_flight))
 
     def apply_backpressure(self, consumer: KafkaConsumer) -> None:
@@ -260,30 +264,23 @@ class Bridge:
             return
         try:
             consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()})
-        except (CommitFailedError, KafkaError) as exc:
+        except KafkaError as exc:
             # The group rebalanced: these messages will be redelivered and
             # recognised as duplicates by their claims.
             log.warning("bridge: commit failed (%s); messages will be redelivered", exc)
 
+    def _back_off(self, what: str) -> None:
+        log.warning("bridge: %s; retrying in %g s", what, self._retry_pause)
+        self.stopping.wait(self._retry_pause)
+        self._retry_pause = min(self._retry_pause * 2, RETRY_PAUSE_MAX_S)
 
-def build_bridge(settings: Settings) -> Bridge:
-    """A bridge wired from the settings; creates the topics when missing."""
-    from bridge.topics import ensure_topics
-    from orchestrator.services import build_services
-    from tasks.celery_app import create_celery
 
-    created = ensure_topics(
-        settings.kafka_bootstrap_servers,
-        [settings.kafka_tasks_topic, settings.kafka_dlq_topic],
-        settings.kafka_topic_partitions,
-        settings.kafka_replication_factor,
-    )
-    if created:
-        log.info("created topics %s", ", ".join(created))
-    services = build_services(settings)
-    return Bridge(
-        settings,
-        store=services.store,
-        celery_app=create_celery(settings, services),
-        dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
-    )
+def dead_letter_reason(exc: BaseException) -> DeadLetterReason:
+    """Why a message that could not be handed off is dead-lettered, by what went wrong."""
+    if isinstance(exc, UndecodableMessage):
+        return DeadLetterReason("decode", type(exc).__name__, str(exc))
+    if isinstance(exc, ValidationError):
+        return DeadLetterReason("validation", "ValidationError", "invalid AnalysisTask", field_errors=exc.messages)
+    if isinstance(exc, BadInput):
+        return DeadLetterReason("validation", type(exc).__name__, str(exc), field_errors=exc.field_errors)
+    return DeadLetterReason("processing", type(exc).__name__, str(exc))

@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
-from bridge.dlq import (
+from orchestrator.dead_letters import (
     DLQ_HEADER_PREFIX,
     ERROR_TYPE_HEADER,
     REPLAY_ATTEMPT_HEADER,
