@@ -1,33 +1,83 @@
-"""The single Celery app, configured from the settings."""
+"""The single Celery app, configured from the settings and carrying the services its tasks use."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, signals
 from kombu import Queue  # type: ignore[attr-defined]
 
-from bridge.dlq import DeadLetterPublisher
+import tasks.workers  # noqa: F401  (registers the tasks with every app)
+from orchestrator.chord import ChordLauncher
 from orchestrator.config import Settings
+from orchestrator.maintenance import HEARTBEAT_INTERVAL_S, Duty, Maintenance, outbox_duty
 from orchestrator.metrics import serve_process_metrics
-from orchestrator.services import Services, build_services
+from orchestrator.services import Services
+from orchestrator.sweeper import sweep_stuck_runs
 from tasks.results import result_backend_url
 
-_build_lock = threading.Lock()
 
+class OrchestratorCelery(Celery):  # type: ignore[misc]
+    """A Celery app that knows the settings and services of its process.
 
-def create_celery(settings: Settings, services: Services | None = None) -> Celery:
-    """Build the Celery app and register the tasks.
-
-    With no broker configured (embedded mode) tasks run eagerly in-process.
-    ``services`` may be handed in to share the caller's database engine;
-    otherwise each process builds its own on first use (after any fork).
+    Tasks reach them as ``self.app.services`` (see ``tasks.base``). In a
+    worker process, ``maintenance`` publishes the dead-letter outbox and
+    sweeps for stuck runs on a background thread.
     """
-    app = Celery("orchestrator", set_as_current=False)
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        super().__init__("orchestrator", set_as_current=False)
+        self.settings = settings
+        self.services = services
+        self.launcher = ChordLauncher(self, services.markers, services.pipelines)
+        self.maintenance: Maintenance | None = None
+
+    @property
+    def queues_by_source(self) -> dict[str, str]:
+        """Kafka runs go to the batch queue; API and CLI runs to the realtime one."""
+        batch, realtime = self.settings.celery_batch_queue, self.settings.celery_realtime_queue
+        return {"kafka": batch, "api": realtime, "cli": realtime}
+
+    def start_maintenance(self) -> None:
+        """Start this process's outbox publisher and sweeper (once)."""
+        if self.maintenance is not None:
+            return
+        services, settings = self.services, self.settings
+
+        def sweep() -> object:
+            return sweep_stuck_runs(
+                store=services.store,
+                launcher=self.launcher,
+                markers=services.markers,
+                queues=self.queues_by_source,
+                lease=timedelta(seconds=settings.claim_lease),
+                max_relaunches=settings.max_relaunches,
+            )
+
+        self.maintenance = Maintenance(
+            [
+                outbox_duty(services.store, services.dead_letters),
+                Duty("sweeping for stuck runs", sweep, settings.sweep_interval),
+                Duty("reporting this process's status", services.heartbeats.publish, HEARTBEAT_INTERVAL_S),
+            ]
+        )
+        self.maintenance.start()
+
+    def warm_analysers(self) -> None:
+        """Load the builtin analysers' heavy resources now, so that the first request is not slow."""
+        for pipeline in self.services.pipelines.values():
+            if pipeline.warm is not None:
+                pipeline.warm()
+
+
+def create_celery(settings: Settings, services: Services) -> OrchestratorCelery:
+    """Build the Celery app. With no broker configured (embedded mode) tasks run eagerly in-process."""
+    app = OrchestratorCelery(settings, services)
     app.conf.update(
         broker_url=settings.celery_broker_url or "memory://",
+        # Rides out a Redis failover (READONLY) instead of exiting: see tasks.transport.
+        broker_transport="tasks.transport:Transport" if settings.celery_broker_url else None,
         result_backend=result_backend_url(settings.result_backend) if settings.result_backend else "cache+memory://",
         task_always_eager=settings.embedded,
         task_eager_propagates=True,
@@ -45,6 +95,9 @@ def create_celery(settings: Settings, services: Services | None = None) -> Celer
             # ~100 s), so recovery takes about the visibility timeout.
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
+            # The sweep's lock: a worker killed while holding it would block
+            # every sweep for kombu's default 300 s; a sweep takes milliseconds.
+            "unacked_mutex_expire": 30,
         },
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.celery_batch_queue,
@@ -56,46 +109,19 @@ def create_celery(settings: Settings, services: Services | None = None) -> Celer
         # in the workers when it starts (or run the worker with -E).
         worker_send_task_events=False,
     )
-    app.orchestrator_settings = settings
-    app.orchestrator_services = services
-    app.orchestrator_dead_letters = None
-
-    from tasks.workers import register_tasks
-
-    register_tasks(app, settings)
     return app
 
 
 @signals.worker_init.connect
-def _serve_worker_metrics(sender: Any = None, **_: Any) -> None:
-    settings = getattr(getattr(sender, "app", None), "orchestrator_settings", None)
-    if settings is not None:
-        serve_process_metrics(settings.metrics_port)
+def _warm_the_worker(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if isinstance(app, OrchestratorCelery) and app.settings.warm_analysers:
+        app.warm_analysers()  # before the worker takes its first task
 
 
-def dead_letter_publisher(app: Celery) -> DeadLetterPublisher:
-    """This process's dead-letter producer for ``app``, created on first use."""
-    settings = app.orchestrator_settings
-    publisher: DeadLetterPublisher = _built_once(
-        app,
-        "orchestrator_dead_letters",
-        lambda: DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
-    )
-    return publisher
-
-
-def services_of(app: Celery) -> Services:
-    """This process's services for ``app``, built on first use (after any fork)."""
-    services: Services = _built_once(app, "orchestrator_services", lambda: build_services(app.orchestrator_settings))
-    return services
-
-
-def _built_once(app: Celery, attribute: str, build: Callable[[], Any]) -> Any:
-    value = getattr(app, attribute)
-    if value is None:
-        with _build_lock:
-            value = getattr(app, attribute)
-            if value is None:
-                value = build()
-                setattr(app, attribute, value)
-    return value
+@signals.worker_ready.connect
+def _start_worker_duties(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    if isinstance(app, OrchestratorCelery):
+        serve_process_metrics(app.settings.metrics_port)
+        app.start_maintenance()

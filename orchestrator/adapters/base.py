@@ -2,15 +2,18 @@
 
 Workers never talk HTTP themselves: they hand an adapter a ``ModelCall`` and
 get back a ``ModelReply`` (parsed JSON plus usage) or one of the errors below.
-Which errors are retried is decided in one place (``RETRYABLE_ERRORS``).
+Which errors are retried is decided in one place (``orchestrator.errors.classify``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.domain import ModelReply, Segment
+from orchestrator.domain import JSON, ModelReply
+
+if TYPE_CHECKING:
+    from orchestrator.pipeline import WorkerSpec
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,11 @@ class Prompt:
 class ModelCall:
     """Everything an adapter needs for one call."""
 
-    worker: str
+    pipeline: str
+    worker: WorkerSpec
     prompt: Prompt
-    segments: tuple[Segment, ...]
-    language: str | None = None
+    #: The run's input, for adapters that read it rather than the prompt (builtin).
+    input: JSON
     #: W3C trace context to forward on outgoing requests, if any.
     traceparent: str | None = None
 
@@ -68,6 +72,3 @@ class ModelOutputError(ModelError):
 
 class PermanentModelError(ModelError):
     """Retrying cannot help: a 4xx other than 429, or a bad configuration."""
-
-
-RETRYABLE_ERRORS: tuple[type[ModelError], ...] = (TransientModelError, ModelOutputError)

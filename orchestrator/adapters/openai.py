@@ -3,7 +3,7 @@
 Works with vLLM, Ollama, the llama.cpp server, LiteLLM and OpenAI itself: one
 ``POST {base_url}/chat/completions`` per ``ModelCall``, asking for a JSON object.
 Every failure is mapped onto the errors of ``base.py`` so that the retry policy
-lives in one place (``RETRYABLE_ERRORS``), never here.
+lives in one place (``orchestrator.errors.classify``), never here.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ class OpenAIChatAdapter:
     def _headers(self, call: ModelCall) -> dict[str, str]:
         headers = {
             "Accept": "application/json",
-            "X-Orchestrator-Worker": call.worker,
+            "X-Orchestrator-Pipeline": call.pipeline,
+            "X-Orchestrator-Worker": call.worker.name,
             "X-Prompt-Ref": call.prompt.ref,
         }
         if self._api_key:
@@ -126,7 +127,8 @@ class OpenAIChatAdapter:
                 self.url,
                 json=self._payload(call),
                 headers=self._headers(call),
-                timeout=self.timeout,
+                # A worker may wait longer (or shorter) for its answer than the default.
+                timeout=(self.timeout[0], call.worker.timeout_s or self.timeout[1]),
                 # A redirected POST may silently become a GET; report it instead.
                 allow_redirects=False,
             )
@@ -198,7 +200,7 @@ class OpenAIChatAdapter:
         )
 
     def _msg(self, call: ModelCall, detail: str) -> str:
-        return f"model call for worker {call.worker!r} to {self._safe_url}: {detail}"
+        return f"model call for worker {call.worker.name!r} to {self._safe_url}: {detail}"
 
 
 def parse_retry_after(value: str | None) -> float | None:

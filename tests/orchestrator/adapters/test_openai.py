@@ -6,6 +6,7 @@ import json
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -13,7 +14,6 @@ import pytest
 import requests
 
 from orchestrator.adapters.base import (
-    RETRYABLE_ERRORS,
     ModelCall,
     ModelOutputError,
     ModelTimeout,
@@ -27,6 +27,8 @@ from orchestrator.adapters.openai import (
     strip_fence,
 )
 from orchestrator.domain import Segment
+from orchestrator.errors import Verdict, classify
+from orchestrator.pipelines.analysis import PIPELINE as ANALYSIS
 from tests.fake_llm import FAKE_MODEL, FakeLLM, Fault
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -50,13 +52,14 @@ def make_call(worker: str = "summary", traceparent: str | None = None) -> ModelC
     )
     lines = "\n".join(f"[{s.id}] {s.speaker}: {s.text}" for s in segments)
     return ModelCall(
-        worker=worker,
+        pipeline="analysis",
+        worker=ANALYSIS.worker(worker),
         prompt=Prompt(
             ref=f"{worker}@v1",
             system="Answer with JSON only.",
             user=f"Segments:\n{lines}",
         ),
-        segments=segments,
+        input={"segments": [s.to_json() for s in segments]},
         traceparent=traceparent,
     )
 
@@ -100,6 +103,7 @@ def test_request_carries_model_messages_format_and_headers(llm: FakeLLM) -> None
     assert request.body["response_format"] == {"type": "json_object"}
     assert request.body["temperature"] == 0
     assert request.headers["authorization"] == "Bearer sk-secret"
+    assert request.headers["x-orchestrator-pipeline"] == "analysis"
     assert request.headers["x-orchestrator-worker"] == "logic_bias"
     assert request.headers["x-prompt-ref"] == "logic_bias@v1"
     assert request.headers["traceparent"] == TRACEPARENT
@@ -216,7 +220,7 @@ def test_400_is_permanent_and_not_retryable(llm: FakeLLM) -> None:
     llm.script("summary", Fault.status(400, body="x" * 2000))
     with pytest.raises(PermanentModelError) as info:
         make_adapter(llm, api_key="sk-secret").complete(make_call())
-    assert not isinstance(info.value, RETRYABLE_ERRORS)
+    assert classify(info.value) is Verdict.MODEL_PERMANENT
     message = str(info.value)
     assert "400" in message and "'summary'" in message and llm.url in message
     assert "sk-secret" not in message
@@ -283,3 +287,13 @@ def test_unknown_worker_gets_400_from_fake(llm: FakeLLM) -> None:
     )
     assert answer.status_code == 400
     assert requests.get(llm.url + "/models", timeout=2).json()["data"][0]["id"] == FAKE_MODEL
+
+
+def test_a_worker_with_its_own_timeout_waits_that_long_instead_of_the_default(llm: FakeLLM) -> None:
+    llm.script("summary", Fault.hang(0.6))
+    patient = replace(make_call("summary"), worker=replace(ANALYSIS.worker("summary"), timeout_s=2.0))
+
+    assert make_adapter(llm, read_timeout=0.3).complete(patient).output["summary"]
+    llm.script("summary", Fault.hang(0.6))
+    with pytest.raises(ModelTimeout):
+        make_adapter(llm, read_timeout=0.3).complete(make_call("summary"))

@@ -5,11 +5,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator.adapters.base import ModelCall, PermanentModelError, Prompt
-from orchestrator.adapters.builtin import BuiltinAdapter, split_sentences
-from orchestrator.domain import WORKERS, ModelReply, Segment
-
-PROMPT = Prompt(ref="test@v1", system="ignored", user="ignored")
+from orchestrator.adapters.base import ModelCall
+from orchestrator.adapters.builtin import BuiltinAdapter
+from orchestrator.analysers import analysis
+from orchestrator.analysers.analysis import split_sentences
+from orchestrator.domain import ModelReply, Segment
+from orchestrator.pipelines.analysis import PIPELINE as ANALYSIS
+from tests.factories import WORKERS
 
 DEBATE = (
     Segment(
@@ -45,7 +47,12 @@ def adapter() -> BuiltinAdapter:
 
 
 def run(adapter: BuiltinAdapter, worker: str, segments: tuple[Segment, ...]) -> ModelReply:
-    return adapter.complete(ModelCall(worker=worker, prompt=PROMPT, segments=segments))
+    """The analysis pipeline's builtin analyser for ``worker``, through the builtin adapter."""
+    run_input = {"language": "en", "segments": [segment.to_json() for segment in segments]}
+    prompt = ANALYSIS.render_prompt(worker, ANALYSIS.worker(worker).default_prompt, run_input)
+    return adapter.complete(
+        ModelCall(pipeline="analysis", worker=ANALYSIS.worker(worker), prompt=prompt, input=run_input)
+    )
 
 
 def output(adapter: BuiltinAdapter, worker: str, segments: tuple[Segment, ...]) -> Any:
@@ -253,28 +260,24 @@ def test_output_is_deterministic_and_json_serialisable(adapter: BuiltinAdapter, 
     assert output(BuiltinAdapter(), worker, DEBATE) == first
 
 
-def test_usage_counts_words_and_names_builtin_model(adapter: BuiltinAdapter) -> None:
+def test_usage_counts_the_words_of_the_prompt_and_of_the_answer_and_names_builtin_model(
+    adapter: BuiltinAdapter,
+) -> None:
     reply = run(adapter, "summary", DEBATE)
     words = sum(len(segment.text.split()) for segment in DEBATE)
 
     assert reply.usage.model == "builtin"
-    assert reply.usage.input_tokens == words
+    assert reply.usage.input_tokens is not None and reply.usage.input_tokens > words
     assert reply.usage.output_tokens == len(json.dumps(reply.output).split())
     assert reply.usage.latency_ms >= 0.0
 
 
-def test_unknown_worker_raises_permanent_model_error(adapter: BuiltinAdapter) -> None:
-    with pytest.raises(PermanentModelError):
-        run(adapter, "poetry", DEBATE)
-
-
-def test_sentiment_analyzer_is_built_once_per_adapter() -> None:
-    adapter = BuiltinAdapter()
+def test_the_sentiment_analyser_is_built_once_per_process(adapter: BuiltinAdapter) -> None:
     run(adapter, "implication_sentiment", DEBATE)
-    first = adapter._scorer
+    first = analysis._sentiment_scorer()
     run(adapter, "implication_sentiment", DEBATE)
 
-    assert first is not None and adapter._scorer is first
+    assert analysis._sentiment_scorer() is first
 
 
 @pytest.mark.parametrize("worker", WORKERS)

@@ -1,0 +1,1 @@
+"""Builtin analysers: offline, deterministic, no model downloads. One module per pipeline."""

@@ -1,0 +1,258 @@
+"""The engine: one worker's attempt and the fan-in, for any pipeline, as plain functions.
+
+``analyse_part`` is one worker's attempt: it calls the model through the
+adapter, validates the answer against the worker's schema and records the
+attempt in ``llm_calls``; it raises ``ModelError`` on failure and leaves the
+retry decision to its caller (``tasks.base``). ``aggregate_results`` is the
+fan-in: it decides ok / partial / failed in one place (by the pipeline's
+required workers), merges the outputs as the pipeline says, and stores the
+run. The Celery tasks are thin wrappers over these.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection
+
+from orchestrator.adapters.base import ModelAdapter, ModelCall, ModelError, ModelTimeout
+from orchestrator.dead_letters import DeadLetterMessage, DeadLetterReason, SourceMessage, build_dead_letter
+from orchestrator.domain import JSON, WorkerStatus
+from orchestrator.errors import describe, is_infrastructure
+from orchestrator.metrics import MODEL_CALLS, RUNS_FINISHED
+from orchestrator.models import AnalysisRun
+from orchestrator.pipeline import Pipeline
+from orchestrator.store import ModelCallRecord, RunOutcome, RunStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """What a worker task returns to the chord: output, or why there is none.
+
+    Travels through Celery's result backend as JSON (``to_json``).
+    """
+
+    worker: str
+    status: WorkerStatus
+    output: JSON | None = None
+    error: str | None = None
+
+    def to_json(self) -> JSON:
+        return {"worker": self.worker, "status": self.status, "output": self.output, "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkerOutcome:
+        return cls(worker=data["worker"], status=data["status"], output=data.get("output"), error=data.get("error"))
+
+    @classmethod
+    def failure(cls, worker: str, exc: BaseException) -> WorkerOutcome:
+        return cls(worker=worker, status=failure_status(exc), error=describe(exc))
+
+
+def failure_status(exc: BaseException) -> WorkerStatus:
+    return "timeout" if isinstance(exc, ModelTimeout) else "error"
+
+
+class CallNotRecorded(Exception):
+    """A model call was made but its ``llm_calls`` row could not be written.
+
+    Carries the row, so the caller can keep it and write it later instead of
+    calling the model again. Its cause is the database error.
+    """
+
+    def __init__(self, record: ModelCallRecord) -> None:
+        super().__init__(f"{record.worker} call of run {record.run_id} not recorded")
+        self.record = record
+
+
+def analyse_part(
+    pipelines: Mapping[str, Pipeline],
+    worker: str,
+    run_id: str,
+    token: str,
+    *,
+    store: RunStore,
+    adapter: ModelAdapter,
+    model_name: str,
+    attempt: int,
+) -> WorkerOutcome:
+    """Run one attempt of ``worker`` for the run launched with ``token``.
+
+    If an earlier attempt of this worker in this run already succeeded (a
+    redelivered task), its stored output is returned and the model is not
+    called again. Every real attempt is recorded in ``llm_calls``. Raises
+    ``StaleLaunch`` if the launch no longer counts, the ``ModelError`` of a
+    failed attempt (after recording it), and ``CallNotRecorded`` if the
+    model was called but the record could not be written.
+    """
+    job = store.load_job(run_id, worker, token)
+    if job.previous_output is not None:
+        return WorkerOutcome(worker=worker, status="ok", output=job.previous_output)
+    pipeline = pipelines[job.pipeline]
+    spec = pipeline.worker(worker)
+    prompt_ref = job.prompt_ids.get(worker, spec.default_prompt)
+    call = ModelCall(
+        pipeline=pipeline.name,
+        worker=spec,
+        prompt=pipeline.render_prompt(worker, prompt_ref, job.input),
+        input=job.input,
+        traceparent=job.traceparent,
+    )
+    record = ModelCallRecord(
+        run_id=run_id,
+        event_id=job.event_id,
+        pipeline=pipeline.name,
+        worker=worker,
+        prompt_ref=prompt_ref,
+        model=model_name,
+        attempt=attempt,
+    )
+    started = time.perf_counter()
+    try:
+        reply = adapter.complete(call)
+        output = spec.validate(reply.output)
+    except ModelError as exc:
+        failed = replace(
+            record,
+            status=failure_status(exc),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error=describe(exc),
+        )
+        _record(store, failed)
+        MODEL_CALLS.labels(worker=worker, status=failed.status).inc()
+        log.warning("run %s event %s: %s attempt %d failed: %s", run_id, job.event_id, worker, attempt, exc)
+        raise
+    answered = replace(
+        record,
+        # Some servers answer with a long model path; the column holds 128.
+        model=reply.usage.model[:128],
+        status="ok",
+        latency_ms=reply.usage.latency_ms,
+        input_tokens=reply.usage.input_tokens,
+        output_tokens=reply.usage.output_tokens,
+        output=output,
+    )
+    _record(store, answered)
+    MODEL_CALLS.labels(worker=worker, status="ok").inc()
+    return WorkerOutcome(worker=worker, status="ok", output=output)
+
+
+def _record(store: RunStore, record: ModelCallRecord) -> None:
+    try:
+        store.record_call(record)
+    except Exception as exc:
+        if is_infrastructure(exc):
+            raise CallNotRecorded(record) from exc
+        raise
+
+
+def aggregate_results(
+    pipelines: Mapping[str, Pipeline],
+    run_id: str,
+    results: Iterable[Mapping[str, Any]],
+    *,
+    attempt: int,
+    token: str | None,
+    store: RunStore,
+    failure: tuple[str, str] = ("AllWorkersFailed", "every required worker failed"),
+) -> AnalysisRun | None:
+    """Fan-in: merge the workers' outcomes, decide the status, store the run.
+
+    Returns the stored run, or None when this launch's outcome was already
+    stored or no longer counts (a duplicate or late aggregate: nothing
+    changes, nothing is dead-lettered). A failed Kafka run is dead-lettered
+    in the same transaction (``failure`` is its error type and message).
+    """
+    outcomes = {o.worker: o for o in map(WorkerOutcome.from_json, results)}
+
+    def conclude(run: AnalysisRun, connection: Connection) -> RunOutcome:
+        pipeline = pipelines[run.pipeline]
+        for worker in pipeline.worker_names:  # a worker missing from a chord's results: never hide it
+            outcomes.setdefault(worker, WorkerOutcome(worker=worker, status="error", error="no result from worker"))
+        statuses = {w: outcomes[w].status for w in pipeline.worker_names}
+        outputs = {w: o.output for w, o in outcomes.items() if o.status == "ok" and o.output is not None}
+        state = pipeline.state.load(connection, run) if pipeline.state is not None else None
+        outcome = RunOutcome(
+            status=pipeline.decide_status(statuses),
+            result=pipeline.merge(outputs, run_input(run), state),
+            worker_statuses=statuses,
+            errors={w: str(outcomes[w].error) for w in pipeline.worker_names if outcomes[w].error},
+        )
+        if pipeline.state is not None:
+            pipeline.state.save(connection, run, outcome.status, outcome.result)
+        return outcome
+
+    stored = store.finish_run(
+        run_id,
+        attempt=attempt,
+        token=token,
+        conclude=conclude,
+        dead_letter=lambda finished: dead_letter_for_run(finished, *failure),
+    )
+    if stored is None:
+        log.info("run %s attempt %d: launch %s already finished or superseded; nothing stored", run_id, attempt, token)
+        return None
+    RUNS_FINISHED.labels(source=stored.source, status=stored.status).inc()
+    return stored
+
+
+def run_input(run: AnalysisRun) -> JSON:
+    """The pipeline's input stored with the run (its request without the prompt choices)."""
+    return {key: value for key, value in run.request.items() if key != "prompt_ids"}
+
+
+def dead_letter_for_run(run: AnalysisRun, error_type: str, message: str) -> DeadLetterMessage | None:
+    """The dead letter of a run that failed, if it came from Kafka (others have a caller to tell)."""
+    if run.status != "failed" or run.source != "kafka":
+        return None
+    reason = DeadLetterReason("processing", error_type, message, worker_errors=dict(run.errors or {}))
+    try:
+        source = SourceMessage.from_json(run.origin or {})
+    except (KeyError, ValueError, TypeError):  # never lose the letter over an unreadable origin
+        source = SourceMessage(topic="", partition=-1, offset=-1, key=None, value=None)
+    return build_dead_letter(source, reason, event_id=run.event_id, context_id=run.context_id, run_id=run.id)
+
+
+def fail_run(
+    pipelines: Mapping[str, Pipeline], run_id: str, reason: str, *, attempt: int, token: str | None, store: RunStore
+) -> AnalysisRun | None:
+    """Record a run whose chord failed as a whole (a worker process died, the chord was lost).
+
+    Workers that did succeed before the failure keep their stored output, so
+    the run may still end ``partial`` (or even ``ok``).
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        return None
+    results = []
+    for worker in pipelines[run.pipeline].worker_names:
+        output = store.successful_output(run_id, worker)
+        outcome = (
+            WorkerOutcome(worker=worker, status="ok", output=output)
+            if output is not None
+            else WorkerOutcome(worker=worker, status="error", error=reason)
+        )
+        results.append(outcome.to_json())
+    return aggregate_results(
+        pipelines, run_id, results, attempt=attempt, token=token, store=store, failure=("ChordFailed", reason)
+    )
+
+
+def bundle_response(run: AnalysisRun, pipeline: Pipeline) -> JSON:
+    """The response of a run: its ids and status, the pipeline's analysis fields
+    (null while pending), and how each worker fared."""
+    return {
+        "run_id": run.id,
+        "event_id": run.event_id,
+        "context_id": run.context_id,
+        "status": run.status,
+        **(run.result or pipeline.empty_result()),
+        "worker_statuses": run.worker_statuses or {},
+        "errors": run.errors or {},
+    }

@@ -1,0 +1,85 @@
+"""Where everything is built: settings → services → the Celery app → the Flask app or the bridge.
+
+The one module of the core that may import ``tasks`` and ``bridge`` (the
+dependency rule, checked by ``make lint``): the rest of ``orchestrator``
+receives what it needs from here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from bridge.consumer import Bridge
+from bridge.dlq import DeadLetterPublisher
+from bridge.topics import ensure_topics
+from orchestrator.analysers.resources import RESOURCES
+from orchestrator.chord import InProcessLaunchMarkers, LaunchMarkers, RedisLaunchMarkers
+from orchestrator.config import Settings
+from orchestrator.heartbeats import Heartbeats
+from orchestrator.pipelines import load_pipelines
+from orchestrator.schemas import Limits
+from orchestrator.services import Services, build_adapter
+from orchestrator.store import RunStore, create_db_engine
+from tasks.celery_app import OrchestratorCelery, create_celery
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings) -> Services:
+    """The process's services. Nothing connects until first used."""
+    adapter, model_name = build_adapter(settings)
+    # The analysers' resources are per process, like a cache; their budget comes from the settings.
+    RESOURCES.budget_bytes = settings.memory_budget_bytes
+    broker = broker_redis(settings)
+    markers: LaunchMarkers = (
+        InProcessLaunchMarkers() if broker is None else RedisLaunchMarkers(broker, ttl_s=settings.celery_result_expires)
+    )
+    return Services(
+        settings=settings,
+        pipelines=load_pipelines(settings.extra_pipeline_modules, Limits.from_settings(settings)),
+        store=RunStore(create_db_engine(settings.database_url)),
+        adapter=adapter,
+        model_name=model_name,
+        markers=markers,
+        dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
+        heartbeats=Heartbeats(broker),
+    )
+
+
+def broker_redis(settings: Settings) -> redis.Redis | None:
+    """A client of the broker's Redis (launch markers, heartbeats); None in the embedded mode."""
+    if settings.embedded or settings.celery_broker_url is None:
+        return None
+    return redis.Redis.from_url(settings.celery_broker_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def build_celery(settings: Settings, services: Services | None = None) -> OrchestratorCelery:
+    return create_celery(settings, services or build_services(settings))
+
+
+def celery_from_env() -> OrchestratorCelery:
+    """The Celery app of ``celery -A tasks``, configured from the environment."""
+    return build_celery(Settings.from_env())
+
+
+def build_bridge(settings: Settings) -> Bridge:
+    """A bridge wired from the settings; creates the topics when missing."""
+    created = ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [settings.kafka_tasks_topic, settings.kafka_dlq_topic],
+        settings.kafka_topic_partitions,
+        settings.kafka_replication_factor,
+    )
+    if created:
+        log.info("created topics %s", ", ".join(created))
+    services = build_services(settings)
+    celery_app = build_celery(settings, services)
+    return Bridge(
+        settings,
+        pipelines=services.pipelines,
+        store=services.store,
+        launcher=celery_app.launcher,
+        dead_letters=services.dead_letters,
+    )

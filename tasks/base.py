@@ -1,0 +1,167 @@
+"""What every task shares: its services, waiting out outages, and the retry-then-envelope policy.
+
+Failures are judged by ``orchestrator.errors.classify``:
+
+- our infrastructure (database, Redis) failed: retry with backoff (both
+  backoffs are Celery's exponential backoff with full jitter) for up to
+  ``DATABASE_RETRY_TIMEOUT`` seconds since the outage began, a budget of its
+  own, so an outage is waited out instead of failing every run in flight;
+- (``ModelWorkerTask``) the model failed transiently: retry with Celery's
+  countdown, at least the server's ``Retry-After``, at most
+  ``MODEL_MAX_RETRIES`` times; then, or on a permanent model error or a bug,
+  *return* an error envelope so that the chord's callback always runs
+  (a raising header task would fail the whole chord).
+
+The retry state travels in the task's keyword arguments, so it survives a
+worker restart: ``outage_since`` (when the outage began), ``model_failures``
+and ``unrecorded`` (model calls whose ``llm_calls`` row could not be written
+yet; written first on the next try, so the model is not called again).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry
+from celery.utils.time import get_exponential_backoff_interval
+
+from orchestrator.adapters.base import TransientModelError
+from orchestrator.engine import CallNotRecorded, WorkerOutcome
+from orchestrator.errors import Verdict, classify
+from orchestrator.metrics import TASK_RETRIES
+from orchestrator.store import ModelCallRecord, StaleLaunch
+
+if TYPE_CHECKING:
+    from orchestrator.services import Services
+    from tasks.celery_app import OrchestratorCelery
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between two tries during an outage. A retried task waits in
+#: the worker unacknowledged, so it also stays below a quarter of the
+#: visibility timeout (past it, Redis would deliver the task twice).
+OUTAGE_BACKOFF_MAX_S = 30.0
+
+
+def backoff(retries: int, cap: float, retry_after: float | None = None) -> float:
+    """Seconds before the next try: Celery's exponential backoff with full jitter (what its
+    ``retry_backoff`` uses, in whole seconds), at least the server's ``Retry-After``, at most ``cap``."""
+    countdown = float(get_exponential_backoff_interval(1, retries, max(1, int(cap)), full_jitter=True))
+    if retry_after is not None:
+        countdown = max(countdown, retry_after)
+    return min(countdown, cap)
+
+
+class OrchestratorTask(Task):  # type: ignore[misc]
+    """Base of every task: services, and an outage of our infrastructure is waited out."""
+
+    app: OrchestratorCelery
+    #: Retries are bounded by our own budgets, not by a count.
+    max_retries = None
+    #: ``__call__`` takes the retry state (``outage_since``, ...) out of the
+    #: keyword arguments before the task function sees them, so Celery must
+    #: not check the message's arguments against that function's signature.
+    typing = False
+
+    @property
+    def services(self) -> Services:
+        return self.app.services
+
+    def __call__(self, *args: Any, outage_since: float | None = None, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except (Retry, Ignore, Reject):
+            raise
+        except Exception as exc:
+            retry = self.retry_outage(exc, {**kwargs, "outage_since": outage_since})
+            if retry is None:
+                raise
+            raise retry from exc
+
+    def retry_outage(self, exc: Exception, state: dict[str, Any]) -> Retry | None:
+        """The ``Retry`` to raise if ``exc`` is an outage of our infrastructure and its budget is not spent.
+
+        ``state`` becomes the retried task's keyword arguments (``outage_since`` is set).
+        """
+        if classify(exc) is not Verdict.INFRASTRUCTURE:
+            return None
+        settings = self.app.settings
+        since = state.get("outage_since") or time.time()
+        waited = time.time() - since
+        if waited >= settings.database_retry_timeout:
+            log.error(
+                "%s %s: infrastructure still failing after %.0f s; giving up: %s",
+                self.name,
+                self.request.args,
+                waited,
+                exc,
+            )
+            return None
+        countdown = backoff(self.request.retries, min(OUTAGE_BACKOFF_MAX_S, settings.celery_visibility_timeout / 4))
+        log.warning(
+            "%s %s: infrastructure failure (%s); retrying in %.1f s (outage for %.0f s so far)",
+            self.name, self.request.args, exc, countdown, waited,
+        )  # fmt: skip
+        TASK_RETRIES.labels(task=self.name, reason="outage").inc()
+        retry: Retry = self.retry(exc=exc, countdown=countdown, kwargs={**state, "outage_since": since}, throw=False)
+        return retry
+
+
+class ModelWorkerTask(OrchestratorTask):
+    """Base of the worker task: adds the model's retry policy and the error envelope (see the module docstring)."""
+
+    def __call__(  # type: ignore[override]
+        self,
+        run_id: str,
+        token: str,
+        worker: str,
+        *,
+        model_failures: int = 0,
+        unrecorded: list[dict[str, Any]] | None = None,
+        outage_since: float | None = None,
+    ) -> Any:
+        state: dict[str, Any] = {"model_failures": model_failures, "unrecorded": list(unrecorded or [])}
+        max_model_retries = self.app.settings.model_max_retries
+        try:
+            for record in state["unrecorded"]:
+                self.services.store.record_call(ModelCallRecord.from_json(record))
+            last = state["unrecorded"][-1] if state["unrecorded"] else None
+            state["unrecorded"] = []
+            if model_failures > max_model_retries and last is not None:
+                return WorkerOutcome(worker, last["status"], error=last["error"]).to_json()
+            return Task.__call__(self, run_id, token, worker, attempt=model_failures + 1)
+        except (Retry, Ignore, Reject):
+            raise
+        except StaleLaunch as exc:
+            log.info("%s task of run %s: %s; nothing to do", worker, run_id, exc)
+            raise Ignore() from exc
+        except CallNotRecorded as exc:
+            log.warning("%s of run %s: model answer kept until its llm_calls row can be written", worker, run_id)
+            state["unrecorded"].append(exc.record.to_json())
+            if exc.record.status != "ok":
+                state["model_failures"] += 1
+            return self._wait_out(exc, worker, {**state, "outage_since": outage_since})
+        except Exception as exc:
+            verdict = classify(exc)
+            if verdict is Verdict.INFRASTRUCTURE:
+                return self._wait_out(exc, worker, {**state, "outage_since": outage_since})
+            if verdict is Verdict.MODEL_TRANSIENT and model_failures < max_model_retries:
+                retry_after = exc.retry_after if isinstance(exc, TransientModelError) else None
+                countdown = backoff(model_failures, self.app.settings.model_retry_backoff_max, retry_after)
+                TASK_RETRIES.labels(task=self.name, reason="model").inc()
+                raise self.retry(
+                    exc=exc, countdown=countdown, kwargs={**state, "model_failures": model_failures + 1}
+                ) from exc
+            if verdict is Verdict.BUG:
+                log.exception("%s task of run %s failed", worker, run_id)
+            return WorkerOutcome.failure(worker, exc).to_json()
+
+    def _wait_out(self, exc: Exception, worker: str, state: dict[str, Any]) -> Any:
+        """Retry through an outage; once its budget is spent, the worker's outcome is an error."""
+        retry = self.retry_outage(exc, state)
+        if retry is not None:
+            raise retry from exc
+        return WorkerOutcome.failure(worker, exc).to_json()
