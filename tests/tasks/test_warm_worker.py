@@ -1,0 +1,43 @@
+"""A worker with the builtin analysers: warmed when it starts, reporting its memory, answering the tutor offline."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.api import create_app
+from orchestrator.config import Settings
+from orchestrator.wiring import build_services
+from tests.factories import unique
+from tests.services import wait_until
+from tests.stack import running_stack
+
+
+def test_a_worker_warms_its_analysers_reports_its_memory_and_tutors_offline(
+    kafka_settings: Settings, log_dir: Path
+) -> None:
+    settings = replace(kafka_settings, model_adapter_url=None, warm_analysers=True)
+    with running_stack(settings, log_dir) as stack:
+        client = create_app(stack.settings, services=build_services(stack.settings)).test_client()
+
+        # Other workers of the suite share this Redis: find this stack's own by its pid.
+        name = f"{socket.gethostname()}:{stack.worker.popen.pid}"
+
+        def reported() -> dict[str, Any]:
+            processes = client.get("/orchestrator/stats").json["processes"]
+            return next((process for process in processes if process["process"] == name), {"loaded": []})
+
+        wait_until(lambda: "tutor.spacy_errant" in reported()["loaded"], 60, "the worker to report its warm analysers")
+        answer = client.post(
+            "/api/v1/ai/analyze",
+            json={"text": "I goes to school yesterday", "session_id": unique("s"), "learner_profile": {"level": "A2"}},
+        ).json
+
+        assert answer["status"] == "ok", answer
+        assert answer["analysis"]["grammar"]["corrected"] == "I went to school yesterday"
+        assert {e["source"] for e in answer["analysis"]["grammar"]["errors"]} == {"builtin"}
+        assert answer["metadata"]["models_used"] == ["builtin"]
+        process = reported()
+        assert process["resident_memory_mb"] > 100 and process["budget_mb"] is None
