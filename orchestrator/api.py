@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery
@@ -17,13 +18,26 @@ from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 from werkzeug.exceptions import HTTPException
 
+from orchestrator import wiring
+from orchestrator.chord import ChordLauncher
 from orchestrator.config import Settings
 from orchestrator.domain import JSON
+from orchestrator.engine import bundle_response
+from orchestrator.errors import Verdict, classify, describe
 from orchestrator.metrics import ApiMetrics
-from orchestrator.pipeline import bundle_response
-from orchestrator.runs import ClaimInProgress, RunTimeout, UnknownContext, submit_analysis_waiting, wait_for_bundle
-from orchestrator.schemas import AnalyzeRequestSchema, Limits, idempotency_key_error
-from orchestrator.services import Services, build_services
+from orchestrator.pipelines.tutor import NAME as TUTOR
+from orchestrator.runs import (
+    ClaimInProgress,
+    RunTimeout,
+    UnknownContext,
+    run_metadata,
+    submit_analysis_waiting,
+    wait_for_bundle,
+)
+from orchestrator.schemas import idempotency_key_error
+from orchestrator.services import Services
+from orchestrator.sessions import read_session
+from orchestrator.stats import DEFAULT_WINDOW_S, MAX_WINDOW_S, compute_stats
 from orchestrator.tracing import valid_traceparent
 
 log = logging.getLogger(__name__)
@@ -33,15 +47,15 @@ def create_app(
     settings: Settings | None = None,
     *,
     services: Services | None = None,
-    celery_app: Celery | None = None,
+    launcher: ChordLauncher | None = None,
 ) -> Flask:
-    """Build the API. Nothing connects until the first request."""
-    settings = settings or Settings.from_env()
-    services = services or build_services(settings)
-    if celery_app is None:
-        from tasks.celery_app import create_celery
+    """Build the API. Nothing connects until the first request.
 
-        celery_app = create_celery(settings, services)
+    What is not handed in is built from the settings (by ``orchestrator.wiring``).
+    """
+    settings = settings or Settings.from_env()
+    services = services or wiring.build_services(settings)
+    launcher = launcher or wiring.build_celery(settings, services).launcher
 
     app = Flask(__name__)
     # Generous enough for the largest valid body, small enough to refuse
@@ -51,35 +65,32 @@ def create_app(
     registry = CollectorRegistry()
     PrometheusMetrics(app, group_by="url_rule", registry=registry)
     api_metrics = ApiMetrics(registry)
-    schema = AnalyzeRequestSchema(limits=Limits.from_settings(settings))
-    store = services.store
+    pipelines, store = services.pipelines, services.store
 
-    @app.post("/orchestrator/analyze")
-    def analyze() -> tuple[Response, int]:
-        try:
-            body = request.get_json(silent=True)
-        except RecursionError:  # absurdly deep nesting is not a usable body
-            body = None
+    def run_to_the_end(body: Any) -> JSON | tuple[Response, int]:
+        """Validate the body, run it (or find its run) and wait for it: the bundle, or an error response."""
         if body is None:
             return _error(400, "invalid_json", "The body must be a JSON object (Content-Type: application/json).")
         try:
-            analysis = schema.load(body)
+            analysis = pipelines.load_request(body)
         except ValidationError as exc:
             return _field_errors(exc.messages)
         key = request.headers.get("Idempotency-Key")
         if key is not None:
-            problem = idempotency_key_error(key, schema.limits)
+            problem = idempotency_key_error(key, pipelines.limits)
             if problem:
                 return _field_errors({"Idempotency-Key": [problem]})
             analysis = replace(analysis, event_id=key)
+        pipeline = pipelines[analysis.pipeline]
         try:
             submission = submit_analysis_waiting(
                 analysis,
                 timeout=settings.analyze_timeout,
                 source="api",
                 store=store,
-                celery_app=celery_app,
+                launcher=launcher,
                 queue=settings.celery_realtime_queue,
+                lease=timedelta(seconds=settings.claim_lease),
                 traceparent=_traceparent(),
             )
         except UnknownContext as exc:
@@ -90,7 +101,7 @@ def create_app(
         if not submission.launched:
             api_metrics.duplicates.inc()
         try:
-            bundle = wait_for_bundle(submission, store=store, timeout=settings.analyze_timeout)
+            bundle = wait_for_bundle(submission, pipeline=pipeline, store=store, timeout=settings.analyze_timeout)
         except RunTimeout as exc:
             api_metrics.runs.labels(status="timeout").inc()
             response = jsonify(
@@ -101,7 +112,49 @@ def create_app(
             )
             return response, 504
         api_metrics.observe_bundle(bundle["status"], bundle["worker_statuses"])
-        return jsonify(bundle), 200
+        return bundle
+
+    @app.post("/orchestrator/analyze")
+    def analyze() -> tuple[Response, int]:
+        outcome = run_to_the_end(_json_body())
+        return outcome if isinstance(outcome, tuple) else (jsonify(outcome), 200)
+
+    @app.post("/api/v1/ai/analyze")
+    def tutor_analyze() -> tuple[Response, int]:
+        """The tutoring document's endpoint: the tutor pipeline, with the run's metadata."""
+        body = _json_body()
+        if isinstance(body, dict):
+            if body.get("pipeline", TUTOR) != TUTOR:
+                return _field_errors({"pipeline": [f"This endpoint runs the {TUTOR} pipeline."]})
+            body = {**body, "pipeline": TUTOR}
+        outcome = run_to_the_end(body)
+        if isinstance(outcome, tuple):
+            return outcome
+        return jsonify({**outcome, "metadata": run_metadata(store, outcome["run_id"])}), 200
+
+    @app.get("/api/v1/ai/sessions/<session_id>")
+    def get_session(session_id: str) -> tuple[Response, int]:
+        session = read_session(store, session_id)
+        if session is None:
+            return _error(404, "not_found", f"No tutoring session {session_id!r}.")
+        return jsonify(session), 200
+
+    @app.get("/api/v1/ai/orchestrator/health")
+    def tutor_health() -> tuple[Response, int]:
+        checks, healthy = health_checks()
+        body = {"status": "healthy" if healthy else "unhealthy", "checks": checks, "pipelines": list(pipelines)}
+        return jsonify(body), 200 if healthy else 503
+
+    @app.get("/orchestrator/stats")
+    @app.get("/api/v1/ai/orchestrator/stats")
+    def stats() -> tuple[Response, int]:
+        try:
+            window_s = float(request.args.get("window", DEFAULT_WINDOW_S))
+        except ValueError:
+            window_s = -1.0
+        if not 0 < window_s <= MAX_WINDOW_S:
+            return _field_errors({"window": [f"Seconds, more than 0 and at most {MAX_WINDOW_S:g}."]})
+        return jsonify(compute_stats(store, window_s=window_s, processes=services.process_status())), 200
 
     @app.get("/orchestrator/runs/<run_key>")
     def get_run(run_key: str) -> tuple[Response, int]:
@@ -109,7 +162,8 @@ def create_app(
         if run is None:
             return _error(404, "not_found", f"No run with run id or event id {run_key!r}.")
         detail: JSON = {
-            **bundle_response(run),
+            **bundle_response(run, pipelines[run.pipeline]),
+            "pipeline": run.pipeline,
             "source": run.source,
             "created_at": run.created_at.isoformat(),
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
@@ -117,10 +171,13 @@ def create_app(
         }
         return jsonify(detail), 200
 
+    def health_checks() -> tuple[dict[str, str], bool]:
+        checks = {"database": _check(store.ping), "broker": _check(lambda: _ping_broker(launcher.app, settings))}
+        return checks, all(v == "ok" for v in checks.values())
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
-        checks = {"database": _check(store.ping), "broker": _check(lambda: _ping_broker(celery_app, settings))}
-        healthy = all(v == "ok" for v in checks.values())
+        checks, healthy = health_checks()
         return jsonify(status="ok" if healthy else "unavailable", checks=checks), 200 if healthy else 503
 
     @app.errorhandler(HTTPException)
@@ -130,10 +187,23 @@ def create_app(
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[Response, int]:
+        if classify(exc) is Verdict.INFRASTRUCTURE:
+            log.warning("%s %s: a service is unavailable: %s", request.method, request.path, exc)
+            response, status = _error(503, "unavailable", f"A service is unavailable; try again: {describe(exc)}")
+            response.headers["Retry-After"] = "5"
+            return response, status
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        return _error(500, "internal_error", describe(exc))
 
     return app
+
+
+def _json_body() -> Any:
+    """The request's JSON body, or None when there is none usable."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting is not a usable body
+        return None
 
 
 def _error(status: int, error: str, message: str) -> tuple[Response, int]:

@@ -9,22 +9,50 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from gunicorn.app.base import BaseApplication
+from kafka.errors import KafkaError
 from marshmallow import ValidationError
 
+from bridge.redrive import ReplayError, format_summary, read_dead_letters, replay, select_for_replay, summarise
+from orchestrator import wiring
+from orchestrator.api import create_app
 from orchestrator.config import LOG_LEVELS, ConfigError, Settings
-from orchestrator.domain import JSON, WORKERS, AnalysisRequest, Segment
+from orchestrator.domain import JSON, RunRequest, Segment
+from orchestrator.errors import BadInput, Verdict, classify
 from orchestrator.logs import configure_logging
-from orchestrator.schemas import AnalysisTaskSchema, AnalyzeRequestSchema, Limits, idempotency_key_error
+from orchestrator.metrics import serve_process_metrics
+from orchestrator.migrate import upgrade_database
+from orchestrator.models import DeadLetterOutbox
+from orchestrator.pipelines import Pipelines
+from orchestrator.pipelines.tutor import CEFR_LEVELS
+from orchestrator.pipelines.tutor import NAME as TUTOR
+from orchestrator.runs import (
+    ClaimInProgress,
+    RunTimeout,
+    relaunch_stuck_runs,
+    run_metadata,
+    submit_analysis_waiting,
+    wait_for_bundle,
+)
+from orchestrator.schemas import idempotency_key_error
+from orchestrator.services import Services
 
 EXIT_OK, EXIT_NOT_OK, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 _SPEAKER_LINE = re.compile(r"^\s*([A-Z][\w .'-]{0,40}?):\s+(.+)$")
+
+
+class UsageError(BadInput):
+    """A command-line argument or an input file is unusable."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,8 +64,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"orchestrator: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     configure_logging(args.log_level or settings.log_level)
-    result: int = args.handler(args, settings)
+    try:
+        result: int = args.handler(args, settings)
+    except Exception as exc:
+        return exit_code_for(exc, args.prog)
     return result
+
+
+def exit_code_for(exc: Exception, prog: str) -> int:
+    """Report a command's failure on stderr and map it to the exit code (the one place that does).
+
+    Bad input → 2, a service unreachable → 3, a run that did not finish → 1;
+    anything else is a bug and raises with its traceback.
+    """
+    if isinstance(exc, RunTimeout | ClaimInProgress):
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_NOT_OK
+    verdict = classify(exc)
+    if verdict is Verdict.BAD_INPUT:
+        detail = f"invalid request: {json.dumps(exc.messages)}" if isinstance(exc, ValidationError) else str(exc)
+        print(f"{prog}: {detail}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if verdict is Verdict.INFRASTRUCTURE:
+        print(f"{prog}: a service is unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    raise exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,14 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--event-id", help="idempotency key (default: a new id, so every call runs)")
     analyze.add_argument("--language", help="language tag for plain text, e.g. en")
     analyze.add_argument("--quiet", action="store_true", help="print only the status lines, not the bundle")
-    analyze.set_defaults(handler=run_analyze)
+    analyze.set_defaults(prog=analyze.prog, handler=run_analyze)
+
+    tutor = commands.add_parser(
+        "tutor",
+        help="answer a learner's sentence as the tutor would",
+        description="Run the tutor pipeline on TEXT (grammar, fluency, vocabulary, feedback) and print the "
+        "tutor's response, then one status line per worker. Turns of one --session build its history, which "
+        "changes the teaching strategy. Without CELERY_BROKER_URL it runs in-process on SQLite with the builtin "
+        "analysers (their first use in a process takes a few seconds).",
+    )
+    tutor.add_argument("text", help="the learner's sentence")
+    tutor.add_argument("--level", type=str.upper, choices=CEFR_LEVELS, help="the learner's CEFR level (default B1)")
+    tutor.add_argument("--session", help="session id (default: a new session)")
+    tutor.add_argument("--vietnamese", action="store_true", help="explanations and the reply in Vietnamese")
+    tutor.add_argument("--event-id", help="idempotency key (default: a new id, so every call runs)")
+    tutor.add_argument("--quiet", action="store_true", help="print only the reply and the status lines")
+    tutor.set_defaults(prog=tutor.prog, handler=run_tutor)
 
     serve = commands.add_parser("serve", help="run the HTTP API (gunicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="gunicorn worker processes (default 1)")
     serve.add_argument("--threads", type=int, default=32, help="threads per process (default 32)")
-    serve.set_defaults(handler=run_serve)
+    serve.set_defaults(prog=serve.prog, handler=run_serve)
 
     bridge = commands.add_parser(
         "bridge",
@@ -83,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "was fetched, commit, exit 0.",
     )
     bridge.add_argument("--max-in-flight", type=int, help="override BRIDGE_MAX_IN_FLIGHT")
-    bridge.set_defaults(handler=run_bridge)
+    bridge.set_defaults(prog=bridge.prog, handler=run_bridge)
 
     dlq = commands.add_parser("dlq", help="inspect and replay dead letters").add_subparsers(
         dest="dlq_command", required=True, metavar="ACTION"
@@ -96,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq_list.add_argument("--limit", type=int, default=20, help="newest letters to show (default 20)")
     dlq_list.add_argument("--json", action="store_true", help="print the summary as JSON")
-    dlq_list.set_defaults(handler=run_dlq_list)
+    dlq_list.set_defaults(prog=dlq_list.prog, handler=run_dlq_list)
     dlq_replay = dlq.add_parser(
         "replay",
         help="re-publish dead letters to the tasks topic",
@@ -107,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("--stage", choices=["decode", "validation", "processing"], help="only this stage")
     dlq_replay.add_argument("--limit", type=int, help="replay at most N events")
     dlq_replay.add_argument("--dry-run", action="store_true", help="print what would be replayed; send nothing")
-    dlq_replay.set_defaults(handler=run_dlq_replay)
+    dlq_replay.set_defaults(prog=dlq_replay.prog, handler=run_dlq_replay)
 
     runs = commands.add_parser("runs", help="operate on stored runs").add_subparsers(
         dest="runs_command", required=True, metavar="ACTION"
@@ -125,49 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds pending after launch (default: twice CELERY_VISIBILITY_TIMEOUT)",
     )
     relaunch.add_argument("--dry-run", action="store_true", help="list the stuck runs; launch nothing")
-    relaunch.set_defaults(handler=run_runs_relaunch)
+    relaunch.set_defaults(prog=relaunch.prog, handler=run_runs_relaunch)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations up to REVISION (default head)")
     upgrade.add_argument("revision", nargs="?", default="head")
-    upgrade.set_defaults(handler=run_db_upgrade)
+    upgrade.set_defaults(prog=upgrade.prog, handler=run_db_upgrade)
     return parser
 
 
 def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    from kombu.exceptions import OperationalError as KombuOperationalError
-    from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
-
-    from orchestrator.runs import ClaimInProgress, RunTimeout, UnknownContext
-
-    try:
-        analysis = read_request(args.file, settings, args.context_id, args.language)
-    except (OSError, ValueError) as exc:
-        print(f"orchestrator analyze: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValidationError as exc:
-        print(f"orchestrator analyze: invalid request: {json.dumps(exc.messages)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    services = wiring.build_services(settings)
+    analysis = read_request(args.file, services.pipelines, args.context_id, args.language)
     if args.event_id is not None:
-        problem = idempotency_key_error(args.event_id, Limits.from_settings(settings))
+        problem = idempotency_key_error(args.event_id, services.pipelines.limits)
         if problem:
-            print(f"orchestrator analyze: --event-id: {problem}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise UsageError(f"--event-id: {problem}")
         analysis = replace(analysis, event_id=args.event_id)
-    try:
-        bundle = analyse_once(analysis, settings)
-    except UnknownContext as exc:
-        print(f"orchestrator analyze: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (RunTimeout, ClaimInProgress) as exc:
-        print(f"orchestrator analyze: {exc}", file=sys.stderr)
-        return EXIT_NOT_OK
-    except (SQLAlchemyOperationalError, KombuOperationalError) as exc:
-        print(f"orchestrator analyze: a service is unreachable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    bundle = analyse_once(analysis, settings, services)
     if not args.quiet:
         print(json.dumps(bundle, indent=2, ensure_ascii=False))
-    for worker in WORKERS:
+    for worker in services.pipelines[analysis.pipeline].worker_names:
         status = bundle["worker_statuses"].get(worker, "missing")
         error = bundle["errors"].get(worker)
         print(f"{worker:<22} {status}" + (f"  ({error})" if error else ""))
@@ -175,72 +220,106 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if bundle["status"] == "ok" else EXIT_NOT_OK
 
 
-def analyse_once(analysis: AnalysisRequest, settings: Settings) -> JSON:
-    """Run one analysis to the end with the configured (or embedded) services."""
-    from orchestrator.migrate import upgrade_database
-    from orchestrator.runs import submit_analysis_waiting, wait_for_bundle
-    from orchestrator.services import build_services
-    from tasks.celery_app import create_celery
+def run_tutor(args: argparse.Namespace, settings: Settings) -> int:
+    services = wiring.build_services(settings)
+    profile = {"level": args.level, "explanation_language": "vi" if args.vietnamese else "en"}
+    body = {
+        "pipeline": TUTOR,
+        "text": args.text,
+        "session_id": args.session or f"cli-{uuid.uuid4().hex[:12]}",
+        "learner_profile": profile,
+    }
+    if args.event_id is not None:
+        problem = idempotency_key_error(args.event_id, services.pipelines.limits)
+        if problem:
+            raise UsageError(f"--event-id: {problem}")
+    request = replace(services.pipelines.load_request(body), event_id=args.event_id)
+    bundle = analyse_once(request, settings, services)
+    response = {**bundle, "metadata": run_metadata(services.store, bundle["run_id"])}
+    if not args.quiet:
+        print(json.dumps(response, indent=2, ensure_ascii=False))
+    print(f"tutor: {response['text']}")
+    print(f"strategy {response['strategy']}, next action {response['next_action']}")
+    for worker in services.pipelines[TUTOR].worker_names:
+        status = bundle["worker_statuses"].get(worker, "missing")
+        error = bundle["errors"].get(worker)
+        print(f"{worker:<22} {status}" + (f"  ({error})" if error else ""))
+    print(f"run {bundle['run_id']} event {bundle['event_id']}: {bundle['status']}")
+    return EXIT_OK if bundle["status"] == "ok" else EXIT_NOT_OK
 
+
+def analyse_once(analysis: RunRequest, settings: Settings, services: Services) -> JSON:
+    """Run one request to the end with the configured (or embedded) services."""
     if settings.database_url.startswith("sqlite"):
         upgrade_database(settings.database_url)  # the embedded database makes itself
-    services = build_services(settings)
-    celery_app = create_celery(settings, services)
+    launcher = wiring.build_celery(settings, services).launcher
     submission = submit_analysis_waiting(
         analysis,
         timeout=settings.analyze_timeout,
         source="cli",
         store=services.store,
-        celery_app=celery_app,
+        launcher=launcher,
         queue=settings.celery_realtime_queue,
+        lease=timedelta(seconds=settings.claim_lease),
     )
-    return wait_for_bundle(submission, store=services.store, timeout=settings.analyze_timeout)
+    pipeline = services.pipelines[analysis.pipeline]
+    return wait_for_bundle(submission, pipeline=pipeline, store=services.store, timeout=settings.analyze_timeout)
 
 
-def read_request(path: Path, settings: Settings, context_id: str | None, language: str | None) -> AnalysisRequest:
-    """Parse FILE as a JSON request or as plain text; raises ValidationError/ValueError."""
-    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    limits = Limits.from_settings(settings)
+def read_request(path: Path, pipelines: Pipelines, context_id: str | None, language: str | None) -> RunRequest:
+    """Parse FILE as a JSON request or as a plain-text transcript; raises ``UsageError`` or ``ValidationError``.
+
+    A JSON request with an ``event_id`` is validated as a Kafka event, otherwise as an HTTP body.
+    """
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(str(exc)) from exc
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             data: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from None
-        if isinstance(data, dict) and "event_id" in data:
-            request: AnalysisRequest = AnalysisTaskSchema(limits=limits).load(data)
-        else:
-            request = AnalyzeRequestSchema(limits=limits).load(data)
-        return request
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UsageError(f"{path} is not valid JSON: {exc}") from None
+        return pipelines.load_request(data, event=isinstance(data, dict) and "event_id" in data)
     segments = segments_from_text(text)
     if not segments:
-        raise ValueError(f"{path} holds no text")
+        raise UsageError(f"{path} holds no text")
     payload = {
         "context_id": context_id or (path.stem if str(path) != "-" else "stdin"),
         "language": language,
         "segments": [{k: v for k, v in s.to_json().items() if v is not None} for s in segments],
     }
-    loaded: AnalysisRequest = AnalyzeRequestSchema(limits=limits).load(payload)
-    return loaded
+    return pipelines.load_request(payload)
 
 
 def segments_from_text(text: str) -> list[Segment]:
-    """One segment per paragraph; a leading 'Name:' becomes the speaker."""
-    segments: list[Segment] = []
-    for paragraph in re.split(r"\n\s*\n", text):
-        paragraph = " ".join(paragraph.split())
-        if not paragraph:
+    """Segments of a plain-text transcript.
+
+    A line starting with ``Name:`` starts a turn of that speaker (one segment
+    per turn, the common transcript format); a blank line ends a paragraph;
+    other lines continue the current turn or paragraph.
+    """
+    turns: list[tuple[str | None, list[str]]] = []
+    open_turn = False
+    for line in text.splitlines():
+        if not line.strip():
+            open_turn = False
             continue
-        match = _SPEAKER_LINE.match(paragraph)
-        speaker, body = (match.group(1), match.group(2)) if match else (None, paragraph)
-        segments.append(Segment(id=f"p{len(segments) + 1}", text=body, speaker=speaker))
-    return segments
+        match = _SPEAKER_LINE.match(line)
+        if match:
+            turns.append((match.group(1), [match.group(2)]))
+        elif open_turn:
+            turns[-1][1].append(line)
+        else:
+            turns.append((None, [line]))
+        open_turn = True
+    return [
+        Segment(id=f"p{index}", text=" ".join(" ".join(lines).split()), speaker=speaker)
+        for index, (speaker, lines) in enumerate(turns, start=1)
+    ]
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from gunicorn.app.base import BaseApplication
-
-    from orchestrator.api import create_app
-
     flask_app = create_app(settings)
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -261,24 +340,14 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_bridge(args: argparse.Namespace, settings: Settings) -> int:
-    import signal
-
-    from kafka.errors import KafkaError
-
-    from bridge.consumer import build_bridge
-    from orchestrator.metrics import serve_process_metrics
-
     if args.max_in_flight is not None:
         if args.max_in_flight < 1:
-            print("orchestrator bridge: --max-in-flight must be at least 1", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise UsageError("--max-in-flight must be at least 1")
         settings = replace(settings, bridge_max_in_flight=args.max_in_flight)
     try:
-        bridge = build_bridge(settings)
+        bridge = wiring.build_bridge(settings)
     except KafkaError as exc:
-        print(
-            f"orchestrator bridge: cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc!r}", file=sys.stderr
-        )
+        print(f"{args.prog}: cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc!r}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: bridge.stopping.set())
@@ -288,31 +357,41 @@ def run_bridge(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
-    from kafka.errors import KafkaError
-
-    from bridge.redrive import format_summary, read_dead_letters, summarise
-
     try:
-        letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
-    except KafkaError as exc:
-        print(f"orchestrator dlq list: cannot read {settings.kafka_dlq_topic}: {exc!r}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        waiting = wiring.build_services(settings).store.outbox_entries()
+    except Exception as exc:
+        if classify(exc) is not Verdict.INFRASTRUCTURE:
+            raise
+        # The topic can still be listed; say what is missing.
+        print(f"{args.prog}: cannot read the outbox in the database: {exc}", file=sys.stderr)
+        waiting = []
+    if waiting:
+        print(format_outbox(waiting, args.limit), file=sys.stderr if args.json else sys.stdout)
+    letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
     summary = summarise(letters, newest=args.limit)
+    if args.json:
+        summary["not_yet_published"] = len(waiting)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary, args.limit))
     return EXIT_OK
 
 
+def format_outbox(waiting: Sequence[DeadLetterOutbox], limit: int) -> str:
+    """The outbox as text: letters decided but not yet acknowledged by Kafka, oldest first."""
+    lines = [f"{len(waiting)} dead letters not yet published (Kafka has not acknowledged them):"]
+    for entry in waiting[:limit]:
+        error = f"  last error: {entry.last_error[:120]}" if entry.last_error else ""
+        lines.append(f"  {entry.created_at.isoformat()}  event {entry.event_id}  run {entry.run_id}  "
+                     f"tries {entry.attempts}{error}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def run_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from kafka.errors import KafkaError
-
-    from bridge.redrive import ReplayError, read_dead_letters, replay, select_for_replay
-
+    letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
+    selected = select_for_replay(letters, stage=args.stage, limit=args.limit)
+    if args.dry_run:
+        for letter in selected:
+            print(f"would replay {letter.event_id or '-'} ({letter.stage}, attempt {letter.attempt + 1})")
     try:
-        letters = read_dead_letters(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic)
-        selected = select_for_replay(letters, stage=args.stage, limit=args.limit)
-        if args.dry_run:
-            for letter in selected:
-                print(f"would replay {letter.event_id or '-'} ({letter.stage}, attempt {letter.attempt + 1})")
         sent = replay(
             selected,
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -320,8 +399,8 @@ def run_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             progress=sys.stderr.isatty(),
         )
-    except (KafkaError, ReplayError) as exc:
-        print(f"orchestrator dlq replay: {exc!r}", file=sys.stderr)
+    except ReplayError as exc:
+        print(f"{args.prog}: {exc!r}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {sent} of {len(letters)} dead letters to {settings.kafka_tasks_topic}")
@@ -329,32 +408,18 @@ def run_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_runs_relaunch(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import timedelta
-
-    from kombu.exceptions import OperationalError as KombuOperationalError
-    from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
-
-    from orchestrator.runs import relaunch_stuck_runs
-    from orchestrator.services import build_services
-    from tasks.celery_app import create_celery
-
     seconds = args.older_than if args.older_than is not None else 2 * settings.celery_visibility_timeout
     if seconds <= 0:
-        print("orchestrator runs relaunch: --older-than must be positive", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    services = build_services(settings)
-    batch, realtime = settings.celery_batch_queue, settings.celery_realtime_queue
-    try:
-        runs = relaunch_stuck_runs(
-            store=services.store,
-            celery_app=create_celery(settings, services),
-            older_than=timedelta(seconds=seconds),
-            queues={"kafka": batch, "api": realtime, "cli": realtime},
-            dry_run=args.dry_run,
-        )
-    except (SQLAlchemyOperationalError, KombuOperationalError) as exc:
-        print(f"orchestrator runs relaunch: a service is unreachable: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        raise UsageError("--older-than must be positive")
+    services = wiring.build_services(settings)
+    celery_app = wiring.build_celery(settings, services)
+    runs = relaunch_stuck_runs(
+        store=services.store,
+        launcher=celery_app.launcher,
+        older_than=timedelta(seconds=seconds),
+        queues=celery_app.queues_by_source,
+        dry_run=args.dry_run,
+    )
     for run in runs:
         print(f"{'would relaunch' if args.dry_run else 'relaunched'} run {run.id} event {run.event_id}")
     print(f"{len(runs)} stuck runs (pending over {seconds:g} s after launch)")
@@ -362,15 +427,7 @@ def run_runs_relaunch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy.exc import OperationalError
-
-    from orchestrator.migrate import upgrade_database
-
-    try:
-        upgrade_database(settings.database_url, args.revision)
-    except OperationalError as exc:
-        print(f"orchestrator db upgrade: cannot reach the database: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    upgrade_database(settings.database_url, args.revision)
     print(f"database at {args.revision}")
     return EXIT_OK
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 class ConfigError(ValueError):
@@ -73,9 +74,35 @@ class Settings:
     #: before it pauses its partitions.
     bridge_max_in_flight: int = 64
 
+    #: DATABASE_RETRY_TIMEOUT: seconds a worker task, the fan-in or the bridge
+    #: keeps retrying while the database (or Redis) is unreachable, before it
+    #: gives up. Separate from the model's retries: an outage is waited out.
+    database_retry_timeout: float = 600.0
+    #: CLAIM_LEASE: seconds the claimer of an event has to launch its chord;
+    #: afterwards another caller may take the claim over.
+    claim_lease: float = 15.0
+    #: SWEEP_INTERVAL: seconds between two sweeps for lost chords, in every
+    #: Celery worker process; 0 turns the sweeper off.
+    sweep_interval: float = 30.0
+    #: MAX_RELAUNCHES: how often the sweeper relaunches a run whose chord was
+    #: lost before it records the run as failed.
+    max_relaunches: int = 2
+
     #: METRICS_PORT: where a bridge or Celery worker process serves its
     #: Prometheus metrics; 0 turns it off (the API serves /metrics itself).
     metrics_port: int = 0
+
+    #: ORCHESTRATOR_MAX_MEMORY_GB: resident memory a process may use before the
+    #: least recently used builtin analysers are unloaded; unset means no limit.
+    orchestrator_max_memory_gb: float | None = None
+
+    #: WARM_ANALYSERS: load the builtin analysers when a Celery worker starts
+    #: (a few seconds and about 500 MB), so that its first request is not slow.
+    warm_analysers: bool = True
+
+    #: PIPELINE_MODULES: comma-separated modules, each defining a ``PIPELINE``,
+    #: run besides the builtin pipelines.
+    pipeline_modules: str = ""
 
     #: LOG_LEVEL: DEBUG, INFO, WARNING, ...
     log_level: str = "INFO"
@@ -90,11 +117,28 @@ class Settings:
         for name in ("max_segments", "max_total_chars", "bridge_max_in_flight", "kafka_topic_partitions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.upper()} must be at least 1")
+        for name in ("database_retry_timeout", "claim_lease"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.upper()} must be positive")
+        for name in ("sweep_interval", "max_relaunches"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.upper()} must not be negative")
+        if self.orchestrator_max_memory_gb is not None and self.orchestrator_max_memory_gb <= 0:
+            raise ConfigError("ORCHESTRATOR_MAX_MEMORY_GB must be positive")
 
     @property
     def embedded(self) -> bool:
         """True when no broker is configured: tasks run in-process."""
         return not self.celery_broker_url
+
+    @property
+    def memory_budget_bytes(self) -> int | None:
+        gigabytes = self.orchestrator_max_memory_gb
+        return None if gigabytes is None else int(gigabytes * 2**30)
+
+    @property
+    def extra_pipeline_modules(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.pipeline_modules.split(",") if name.strip())
 
     @property
     def result_backend(self) -> str | None:
@@ -113,16 +157,22 @@ class Settings:
             raw = env.get(field.name.upper(), "").strip()
             if not raw:
                 continue
-            values[field.name] = _convert(field.name.upper(), raw, field.default)
+            values[field.name] = _convert(field.name.upper(), raw, str(field.type))
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _convert(name: str, raw: str, default: object) -> object:
+def _convert(name: str, raw: str, annotation: str) -> object:
+    """``raw`` as the type the field is annotated with (``int``, ``float``, optionally ``| None``, else text)."""
+    kind = annotation.removesuffix(" | None")
+    if kind == "bool":
+        if raw.lower() not in _BOOLEANS:
+            raise ConfigError(f"{name}={raw!r} is not a valid bool (true/false, 1/0, yes/no)")
+        return _BOOLEANS[raw.lower()]
     try:
-        if isinstance(default, int):
+        if kind == "int":
             return int(raw)
-        if isinstance(default, float):
+        if kind == "float":
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {type(default).__name__}") from None
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
     return raw

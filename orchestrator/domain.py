@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-#: The four analysis axes, in the order the chord runs and reports them.
-WORKERS: tuple[str, ...] = ("summary", "argument", "implication_sentiment", "logic_bias")
-
 WorkerStatus = Literal["ok", "error", "timeout"]
 RunStatus = Literal["pending", "ok", "partial", "failed"]
 
@@ -49,19 +46,22 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class AnalysisRequest:
-    """A validated request to analyse one context (from HTTP, Kafka or the CLI).
+class RunRequest:
+    """A validated request to run a pipeline on one input (from HTTP, Kafka or the CLI).
 
-    ``segments`` is ``None`` when the caller relies on the segments stored for
-    ``context_id`` by an earlier request. ``event_id`` is ``None`` when the caller
-    gave none (the service then makes one up).
+    ``input`` is what the pipeline's workers analyse, as its request schema
+    loaded it; it is stored with the run. ``input_complete`` is False when
+    the caller relies on input stored for ``context_id`` by an earlier request
+    (the analysis pipeline lets segments be omitted). ``event_id`` is None
+    when the caller gave none (the service then makes one up).
     """
 
+    pipeline: str
     context_id: str
-    segments: tuple[Segment, ...] | None = None
-    language: str | None = None
+    input: JSON
     prompt_ids: dict[str, str] = field(default_factory=dict)
     event_id: str | None = None
+    input_complete: bool = True
 
 
 @dataclass(frozen=True)

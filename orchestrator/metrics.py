@@ -26,9 +26,14 @@ BRIDGE_PAUSED = Gauge("orchestrator_bridge_paused", "1 while partitions are paus
 DEAD_LETTER_PUBLISH_FAILURES = Counter(
     "orchestrator_dead_letter_publish_failures", "Failed attempts to publish a dead letter (each retry counts)"
 )
+#: Retries scheduled by the tasks, by task and reason: ``model`` (a transient
+#: model error) or ``outage`` (the database or Redis was unreachable).
+TASK_RETRIES = Counter("orchestrator_task_retries", "Task retries by task and reason", ["task", "reason"])
 #: Finished runs by source and status, counted by the worker that aggregated them.
+#: (Per pipeline: the stats endpoint, computed from the database.)
 RUNS_FINISHED = Counter("orchestrator_runs_finished", "Finished runs by source and status", ["source", "status"])
-#: Model call attempts by worker and status (ok, error, timeout).
+#: Model call attempts by worker and status (ok, error, timeout). Worker names
+#: are unique across the builtin pipelines.
 MODEL_CALLS = Counter("orchestrator_model_calls", "Model call attempts by worker and status", ["worker", "status"])
 
 
@@ -43,7 +48,7 @@ class ApiMetrics:
         #: Runs answered by POST /orchestrator/analyze, by final status
         #: (ok, partial, failed, or timeout when the caller got a 504).
         self.runs = Counter("orchestrator_api_runs", "Realtime runs by outcome", ["status"], registry=registry)
-        #: Worker outcomes of those runs: which axis fails, and how.
+        #: Worker outcomes of those runs: which worker fails, and how.
         self.worker_outcomes = Counter(
             "orchestrator_api_worker_outcomes",
             "Worker outcomes of realtime runs",

@@ -1,7 +1,7 @@
 """Starting a run and waiting for it: shared by the API, the CLI and the bridge.
 
 ``submit_analysis`` claims the event, then launches the chord only if this
-caller created the claim, so an event is analysed once however many times it
+caller holds the claim, so an event is analysed once however many times it
 arrives. ``wait_for_bundle`` waits for the run's outcome.
 """
 
@@ -14,34 +14,35 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
-from orchestrator.chord import launch_chord
-from orchestrator.domain import JSON, AnalysisRequest, Segment
-from orchestrator.models import AnalysisRun
-from orchestrator.pipeline import bundle_response
+from orchestrator.chord import ChordLauncher
+from orchestrator.domain import JSON, RunRequest
+from orchestrator.engine import bundle_response
+from orchestrator.errors import BadInput, TryLater, is_infrastructure
+from orchestrator.models import AnalysisRun, utcnow
+from orchestrator.pipeline import Pipeline
 from orchestrator.store import RunStore
 
 log = logging.getLogger(__name__)
 
-#: A claim not launched within this long is taken to be orphaned (its launcher
-#: died between claiming and handing the chord to the broker). Launching
-#: takes milliseconds; this leaves room for a slow broker, and bounds how
-#: long a crashed bridge delays the events it had claimed.
-STALE_CLAIM = timedelta(seconds=15)
+#: While waiting for a chord's result, the run is also looked up in the
+#: database at most this often: if the result backend lost the result, the
+#: stored run is the answer.
+DATABASE_CHECK_MAX_S = 2.0
 
 
-class UnknownContext(LookupError):
+class UnknownContext(BadInput, LookupError):
     """Segments were omitted but none are stored for the context."""
 
     def __init__(self, context_id: str) -> None:
         super().__init__(f"No segments are stored for context {context_id!r}; send its segments at least once.")
         self.context_id = context_id
+        self.field_errors = {"segments": [str(self)]}
 
 
-class ClaimInProgress(RuntimeError):
+class ClaimInProgress(TryLater):
     """Another caller claimed the event moments ago and has not launched it yet.
 
     Not a duplicate to skip: that caller may still fail and release the
@@ -53,7 +54,7 @@ class ClaimInProgress(RuntimeError):
         self.event_id = event_id
 
 
-class RunTimeout(TimeoutError):
+class RunTimeout(Exception):
     """The run did not finish in time; it goes on and will be stored."""
 
     def __init__(self, run_id: str, timeout: float) -> None:
@@ -70,12 +71,13 @@ class Submission:
 
 
 def submit_analysis(
-    request: AnalysisRequest,
+    request: RunRequest,
     *,
     source: str,
     store: RunStore,
-    celery_app: Celery,
+    launcher: ChordLauncher,
     queue: str,
+    lease: timedelta,
     traceparent: str | None = None,
     origin: JSON | None = None,
     attempt: int = 1,
@@ -83,57 +85,96 @@ def submit_analysis(
     """Claim the event and launch its chord, unless the event is known already.
 
     A known event is launched again only in two cases: its run failed and
-    this is a later ``attempt`` (a replayed dead letter), or its claim was
-    orphaned before launch. If launching fails, the claim is released and
-    the error raised, so a retry starts afresh. Raises ``UnknownContext``
-    when segments are omitted and none are stored, ``ClaimInProgress`` when
-    another caller has claimed the event and not launched it yet.
+    this is a later ``attempt`` (a replayed dead letter), or its claim's
+    lease expired before anyone launched it (the launcher died). If launching
+    fails, the claim is released and the error raised, so a retry starts
+    afresh. Raises ``UnknownContext`` when segments are omitted and none are
+    stored, ``ClaimInProgress`` when another caller holds an unexpired claim
+    on the event and has not launched it yet.
     """
-    segments, language = _resolve_segments(request, store)
+    run_input = _complete_input(request, store)
+    stores_context = launcher.pipelines[request.pipeline].stores_context and request.input_complete
+    # Taken before the claim, so that the lease (which starts inside it) is
+    # never thought to last longer than it does.
+    claimed_at = time.monotonic()
     claim = store.claim_run(
         event_id=request.event_id or str(uuid.uuid4()),
         context_id=request.context_id,
+        pipeline=request.pipeline,
         source=source,
-        request={
-            "language": language,
-            "prompt_ids": request.prompt_ids,
-            "segments": [s.to_json() for s in segments],
-        },
+        request={**run_input, "prompt_ids": request.prompt_ids},
+        lease=lease,
         traceparent=traceparent,
         origin=origin,
         attempt=attempt,
-        save_context=request.segments is not None,
+        context=run_input if stores_context else None,
     )
-    run = claim.run
-    launch_attempt = run.attempt
-    reopened_from: int | None = None
-    if not claim.created:
-        if (
-            run.status == "failed"
-            and attempt > run.attempt
-            and store.reopen_failed_run(run.id, attempt, origin, traceparent)
-        ):
-            log.info("run %s event %s: replay attempt %d re-opens the failed run", run.id, run.event_id, attempt)
-            reopened_from, launch_attempt = run.attempt, attempt
-        elif run.launched_at is None and run.status == "pending":
-            if not store.take_over_stale_claim(run.id, STALE_CLAIM):
+    run, token = claim.run, claim.token
+    launch_attempt, reopened_from = run.attempt, None
+    if token is None:
+        claimed_at = time.monotonic()
+        if run.status == "failed" and attempt > run.attempt:
+            token = store.reopen_failed_run(run.id, attempt, origin, lease, traceparent)
+            if token is not None:
+                log.info("run %s event %s: replay attempt %d re-opens the failed run", run.id, run.event_id, attempt)
+                reopened_from, launch_attempt = run.attempt, attempt
+        elif run.status == "pending" and run.launched_at is None:
+            token = store.take_over_claim(run.id, lease)
+            if token is None:
                 raise ClaimInProgress(run.event_id)
-            log.warning("run %s event %s: relaunching an orphaned claim", run.id, run.event_id)
-        else:
+            log.warning("run %s event %s: taking over a claim whose lease expired", run.id, run.event_id)
+        if token is None:
             return Submission(run=run, launched=False)
+    if time.monotonic() - claimed_at > lease.total_seconds() / 2 and not store.renew_lease(run.id, token, lease):
+        # Paused past our lease (a long GC, SIGSTOP, a slow broker): whoever
+        # took the claim over launches it, not us.
+        log.warning("run %s event %s: lost the claim before launching; not launching", run.id, run.event_id)
+        return Submission(run=run, launched=False)
+    return _launch(
+        run, token, launch_attempt, store=store, launcher=launcher, queue=queue, traceparent=traceparent,
+        reopened_from=reopened_from,
+    )  # fmt: skip
+
+
+def _launch(
+    run: AnalysisRun,
+    token: str,
+    attempt: int,
+    *,
+    store: RunStore,
+    launcher: ChordLauncher,
+    queue: str,
+    traceparent: str | None,
+    reopened_from: int | None = None,
+) -> Submission:
+    """Launch the chord of the claim ``token`` and record it; release the claim if the launch fails."""
     try:
-        result = launch_chord(celery_app, run.id, attempt=launch_attempt, queue=queue, traceparent=traceparent)
+        result = launcher.launch(
+            run.id, pipeline=run.pipeline, attempt=attempt, token=token, queue=queue, traceparent=traceparent
+        )
     except Exception:
-        store.release_claim(run.id, reopened_from)
+        try:
+            store.release_claim(run.id, token, reopened_from)
+        except Exception as exc:  # the lease expires by itself; the launch error is what matters
+            log.warning("run %s: could not release the claim after a failed launch: %s", run.id, exc)
         raise
-    store.mark_launched(run.id)
+    try:
+        store.mark_launched(run.id, token)
+    except Exception as exc:
+        # The chord is on its way and its first task marks the run launched:
+        # failing here would make a retry launch the run a second time.
+        message = "run %s event %s: launched, but not recorded as launched yet (%s)"
+        if is_infrastructure(exc):
+            log.warning(message, run.id, run.event_id, exc)
+        else:
+            log.exception(message, run.id, run.event_id, exc)
     return Submission(run=run, launched=True, result=result)
 
 
-def submit_analysis_waiting(request: AnalysisRequest, *, timeout: float, **kwargs: Any) -> Submission:
+def submit_analysis_waiting(request: RunRequest, *, timeout: float, **kwargs: Any) -> Submission:
     """``submit_analysis`` for callers that wait (API, CLI): a claim in
     progress elsewhere is waited for (up to ``timeout``) instead of raised,
-    until it is launched (a duplicate) or released (ours to launch).
+    until it is launched (a duplicate) or its lease expires (ours to take over).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -146,64 +187,93 @@ def submit_analysis_waiting(request: AnalysisRequest, *, timeout: float, **kwarg
 
 
 def relaunch_stuck_runs(
-    *, store: RunStore, celery_app: Celery, older_than: timedelta, queues: dict[str, str], dry_run: bool = False
+    *,
+    store: RunStore,
+    launcher: ChordLauncher,
+    older_than: timedelta,
+    queues: dict[str, str],
+    dry_run: bool = False,
 ) -> list[AnalysisRun]:
-    """Launch again the chords of runs pending for longer than ``older_than``.
+    """Launch again the chords of runs pending for longer than ``older_than`` after launch.
 
-    For runs whose chord was lost (say, Redis lost its data). Workers that
-    had already succeeded reuse their stored output, so only what is missing
-    is analysed. ``queues`` maps a run's source to its Celery queue. Returns
-    the runs relaunched (with ``dry_run``, those that would be).
+    For an operator who knows the chords were lost (say, Redis lost its
+    data); the sweeper in the workers finds such runs by itself. Workers
+    that had already succeeded reuse their stored output, so only what is
+    missing is analysed; the old launch's tasks, should any still exist, do
+    nothing. ``queues`` maps a run's source to its Celery queue. Returns the
+    runs relaunched (with ``dry_run``, those that would be).
     """
     relaunched = []
-    for run in store.stuck_runs(older_than):
+    for run in store.launched_pending_runs(launched_before=utcnow() - older_than):
         if dry_run:
             relaunched.append(run)
-        elif store.take_over_stuck_run(run.id, older_than):
-            queue = queues[run.source]
-            launch_chord(celery_app, run.id, attempt=run.attempt, queue=queue, traceparent=run.traceparent)
+            continue
+        token = store.take_over_launch(run.id, run.claim_token)
+        if token is not None:
+            launcher.launch(
+                run.id,
+                pipeline=run.pipeline,
+                attempt=run.attempt,
+                token=token,
+                queue=queues[run.source],
+                traceparent=run.traceparent,
+            )
             log.warning("run %s event %s: relaunched after %s pending", run.id, run.event_id, older_than)
             relaunched.append(run)
     return relaunched
 
 
-def _resolve_segments(request: AnalysisRequest, store: RunStore) -> tuple[tuple[Segment, ...], str | None]:
-    if request.segments is not None:
-        return request.segments, request.language
-    context = store.load_context(request.context_id)
-    if context is None:
+def _complete_input(request: RunRequest, store: RunStore) -> JSON:
+    """The request's input, completed from its context's stored input when the request left parts out."""
+    if request.input_complete:
+        return request.input
+    stored = store.load_context(request.context_id)
+    if stored is None:
         raise UnknownContext(request.context_id)
-    segments = tuple(Segment.from_json(s) for s in context.segments)
-    return segments, request.language or context.language
+    return {**stored, **{key: value for key, value in request.input.items() if value is not None}}
 
 
-def wait_for_bundle(submission: Submission, *, store: RunStore, timeout: float) -> JSON:
+def wait_for_bundle(submission: Submission, *, pipeline: Pipeline, store: RunStore, timeout: float) -> JSON:
     """The run's bundle once it has finished; raises ``RunTimeout`` if it has not.
 
-    A launched run is awaited through its chord result; a duplicate event's
-    run (launched by someone else) is awaited by watching the database.
+    A launched run is awaited through its chord result, and now and then in
+    the database too: if the result backend lost the aggregate's result (a
+    Redis restart), the stored run is still found. A duplicate event's run
+    (launched by someone else) is awaited in the database only.
     """
     run_id = submission.run.id
     deadline = time.monotonic() + timeout
-    if submission.result is not None:
-        try:
-            # follow_parents=False: a failed header must not raise here; the
-            # chord's error path stores the run and the poll below finds it.
-            bundle: Any = submission.result.get(timeout=timeout, follow_parents=False, propagate=False)
-        except CeleryTimeoutError:
-            raise RunTimeout(run_id, timeout) from None
-        if isinstance(bundle, dict):
-            return bundle
-    return bundle_response(_poll_until_finished(run_id, store, deadline, timeout))
-
-
-def _poll_until_finished(run_id: str, store: RunStore, deadline: float, timeout: float) -> AnalysisRun:
-    delay = 0.02
+    result = submission.result
+    pause = 0.02 if result is None else 0.25
     while True:
+        wait = max(min(pause, deadline - time.monotonic()), 0.001)
+        pause = min(pause * 2, DATABASE_CHECK_MAX_S)
+        if result is not None:
+            try:
+                # follow_parents=False: a failed header must not raise here;
+                # the chord's error path stores the run, and the database has it.
+                bundle: Any = result.get(timeout=wait, follow_parents=False, propagate=False)
+            except CeleryTimeoutError:
+                pass
+            else:
+                if isinstance(bundle, dict):
+                    return bundle
+                result = None  # the aggregate failed: its error path stores the run
+        else:
+            time.sleep(wait)
         run = store.get_run(run_id)
         if run is not None and run.status != "pending":
-            return run
+            return bundle_response(run, pipeline)
         if time.monotonic() >= deadline:
             raise RunTimeout(run_id, timeout)
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.5)
+
+
+def run_metadata(store: RunStore, run_id: str) -> JSON:
+    """How the run was answered: time taken, the models that answered, and whether every answer came from the cache."""
+    run = store.get_run(run_id)
+    answered = [call for call in store.calls_for(run_id) if call.status in ("ok", "cached")]
+    return {
+        "processing_time_ms": round(run.duration_ms) if run is not None and run.duration_ms is not None else None,
+        "models_used": sorted({call.model for call in answered}),
+        "cached": bool(answered) and all(call.status == "cached" for call in answered),
+    }

@@ -1,27 +1,31 @@
-"""Marshmallow schemas for every boundary: HTTP body, Kafka event, model output.
+"""Marshmallow schemas for the boundaries every pipeline shares, and its building blocks.
 
-Loading returns the plain dataclasses of ``domain.py``. Size limits come from
-``Limits`` (built from the settings) so operators can tune them; field errors
-are raised as ``marshmallow.ValidationError`` whose ``messages`` is JSON.
+A pipeline's request schema (a ``RunRequestSchema``) turns an HTTP body or a
+Kafka event into a ``RunRequest``; its workers' output schemas check model
+answers. Size limits come from ``Limits`` (built from the settings) so
+operators can tune them; field errors are raised as
+``marshmallow.ValidationError`` whose ``messages`` is JSON.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from orchestrator.config import Settings
-from orchestrator.domain import JSON, WORKERS, AnalysisRequest, Segment
-from orchestrator.prompts import prompt_error
+from orchestrator.domain import JSON, RunRequest, Segment
 
-_LANGUAGE = validate.And(
+if TYPE_CHECKING:
+    from orchestrator.pipeline import Pipeline
+
+LANGUAGE = validate.And(
     # \Z, not $: $ also matches before a trailing newline.
     validate.Regexp(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z", error="Not a language tag such as 'en' or 'pt-BR'."),
     validate.Length(max=35),
 )
-_NOT_BLANK = validate.Regexp(r"\s*\S", error="Must not be empty or only white space.")
+NOT_BLANK = validate.Regexp(r"\s*\S", error="Must not be empty or only white space.")
 
 
 class Text(fields.String):
@@ -52,8 +56,8 @@ class Limits:
 
 
 class SegmentSchema(Schema):
-    id = Text(required=True, validate=_NOT_BLANK)
-    text = Text(required=True, validate=_NOT_BLANK)
+    id = Text(required=True, validate=NOT_BLANK)
+    text = Text(required=True, validate=NOT_BLANK)
     speaker = Text(load_default=None, allow_none=True, validate=validate.Length(max=200))
     start_ms = fields.Integer(strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0))
     end_ms = fields.Integer(strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0))
@@ -69,35 +73,43 @@ class SegmentSchema(Schema):
         return Segment(**data)
 
 
-class AnalyzeRequestSchema(Schema):
-    """Body of ``POST /orchestrator/analyze``."""
+class RunRequestSchema(Schema):
+    """What every pipeline's request has: the pipeline's name, an event id
+    (required on Kafka), prompt versions per worker. Unknown fields are refused.
 
-    context_id = Text(required=True, validate=_NOT_BLANK)
-    language = Text(load_default=None, allow_none=True, validate=_LANGUAGE)
-    segments = fields.List(fields.Nested(SegmentSchema), load_default=None, allow_none=True)
+    A pipeline's schema adds its own fields and says, in ``split``, which
+    context the request belongs to and what its input is.
+    """
+
+    pipeline = Text(load_default=None)
+    event_id = Text(validate=NOT_BLANK)
     prompt_ids = fields.Dict(keys=Text(), values=Text(), load_default=dict)
 
-    def __init__(self, limits: Limits | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, pipeline: Pipeline, limits: Limits | None = None, event: bool = False, **kwargs: Any) -> None:
+        # A Kafka event must carry its event id; an HTTP body must not (the
+        # Idempotency-Key header gives it), so there it is an unknown field.
+        super().__init__(**kwargs, exclude=() if event else ("event_id",))
+        if event:
+            self.fields["event_id"].required = True
+        self.run_pipeline = pipeline
         self.limits = limits or Limits()
 
+    def split(self, data: JSON) -> tuple[str, JSON, bool]:
+        """``(context_id, input, input_complete)`` of a loaded request."""
+        raise NotImplementedError
+
     @validates_schema
-    def within_limits(self, data: JSON, **_: Any) -> None:
-        """Size limits, unique segment ids and known prompt references."""
+    def common_limits(self, data: JSON, **_: Any) -> None:
+        """Id lengths, the pipeline's name, and prompt references known to the pipeline's workers."""
         errors: dict[str, Any] = {}
-        max_id = self.limits.max_id_length
-        for name in ("event_id", "context_id"):
-            if len(data.get(name) or "") > max_id:
-                errors[name] = [f"Longer than {max_id} characters."]
-        segments: list[Segment] | None = data.get("segments")
-        if segments is not None:
-            segment_errors = _segment_limit_errors(segments, self.limits)
-            if segment_errors:
-                errors["segments"] = segment_errors
+        if len(data.get("event_id") or "") > self.limits.max_id_length:
+            errors["event_id"] = [f"Longer than {self.limits.max_id_length} characters."]
+        if data.get("pipeline") not in (None, self.run_pipeline.name):
+            errors["pipeline"] = [f"This request is for the {self.run_pipeline.name} pipeline."]
         prompt_errors = {
             worker: [message]
             for worker, ref in data.get("prompt_ids", {}).items()
-            if (message := prompt_error(worker, ref))
+            if (message := self.run_pipeline.prompt_error(worker, ref))
         }
         if prompt_errors:
             errors["prompt_ids"] = prompt_errors
@@ -105,34 +117,25 @@ class AnalyzeRequestSchema(Schema):
             raise ValidationError(errors)
 
     @post_load
-    def make_request(self, data: JSON, **_: Any) -> AnalysisRequest:
-        segments = data.pop("segments")
-        return AnalysisRequest(segments=None if segments is None else tuple(segments), **data)
+    def make_request(self, data: JSON, **_: Any) -> RunRequest:
+        context_id, run_input, complete = self.split(data)
+        return RunRequest(
+            pipeline=self.run_pipeline.name,
+            context_id=context_id,
+            input=run_input,
+            prompt_ids=dict(data["prompt_ids"]),
+            event_id=data.get("event_id"),
+            input_complete=complete,
+        )
 
 
-class AnalysisTaskSchema(AnalyzeRequestSchema):
-    """Value of a message on the ``analysis.tasks`` Kafka topic."""
-
-    event_id = Text(required=True, validate=_NOT_BLANK)
-
-
-def _segment_limit_errors(segments: list[Segment], limits: Limits) -> dict[str, Any] | list[str]:
-    if not segments:
-        return ["Must contain at least one segment (or omit it to reuse the stored context)."]
-    if len(segments) > limits.max_segments:
-        return [f"At most {limits.max_segments} segments; got {len(segments)}."]
-    total = sum(len(s.text) for s in segments)
-    if total > limits.max_total_chars:
-        return [f"At most {limits.max_total_chars} characters of text in total; got {total}."]
-    errors: dict[str, Any] = {}
-    seen: set[str] = set()
-    for index, segment in enumerate(segments):
-        if len(segment.id) > limits.max_id_length:
-            errors[str(index)] = {"id": [f"Longer than {limits.max_id_length} characters."]}
-        elif segment.id in seen:
-            errors[str(index)] = {"id": [f"Duplicate segment id {segment.id!r}."]}
-        seen.add(segment.id)
-    return errors
+def id_length_errors(values: dict[str, str | None], limits: Limits) -> dict[str, list[str]]:
+    """Field errors for the ids among ``values`` longer than ``MAX_ID_LENGTH`` (they would not fit their column)."""
+    return {
+        name: [f"Longer than {limits.max_id_length} characters."]
+        for name, value in values.items()
+        if len(value or "") > limits.max_id_length
+    }
 
 
 def idempotency_key_error(key: str, limits: Limits) -> str | None:
@@ -144,69 +147,9 @@ def idempotency_key_error(key: str, limits: Limits) -> str | None:
     return None
 
 
-# --- Model output, one schema per worker. Extra keys are dropped, not errors:
-# --- models add commentary fields freely; what we rely on must be present.
+class OutputSchema(Schema):
+    """Base of model output schemas. Extra keys are dropped, not errors:
+    models add commentary fields freely; what we rely on must be present."""
 
-
-class _Output(Schema):
     class Meta:
         unknown = EXCLUDE
-
-
-class SummaryOutputSchema(_Output):
-    summary = Text(required=True, validate=_NOT_BLANK)
-    key_points = fields.List(Text(), required=True)
-
-
-class ClaimSchema(_Output):
-    claim = Text(required=True, validate=_NOT_BLANK)
-    evidence = fields.List(Text(), load_default=list)
-    stance = Text(required=True, validate=validate.OneOf(["for", "against", "neutral"]))
-    speaker = Text(load_default=None, allow_none=True)
-    segment_id = Text(load_default=None, allow_none=True)
-
-
-class ArgumentOutputSchema(_Output):
-    claims = fields.List(fields.Nested(ClaimSchema), required=True)
-
-
-class ImplicationSchema(_Output):
-    text = Text(required=True, validate=_NOT_BLANK)
-    segment_id = Text(load_default=None, allow_none=True)
-    speaker = Text(load_default=None, allow_none=True)
-
-
-class SentimentScoreSchema(_Output):
-    label = Text(required=True, validate=validate.OneOf(["positive", "negative", "neutral"]))
-    score = fields.Float(required=True, validate=validate.Range(min=-1.0, max=1.0))
-
-
-class SentimentSchema(_Output):
-    overall = fields.Nested(SentimentScoreSchema, required=True)
-    by_speaker = fields.Dict(keys=Text(), values=fields.Nested(SentimentScoreSchema), load_default=dict)
-
-
-class ImplicationSentimentOutputSchema(_Output):
-    implications = fields.List(fields.Nested(ImplicationSchema), required=True)
-    sentiment = fields.Nested(SentimentSchema, required=True)
-
-
-class FindingSchema(_Output):
-    type = Text(required=True, validate=_NOT_BLANK)
-    quote = Text(required=True)
-    segment_id = Text(load_default=None, allow_none=True)
-    explanation = Text(load_default="")
-
-
-class LogicBiasOutputSchema(_Output):
-    fallacies = fields.List(fields.Nested(FindingSchema), required=True)
-    biases = fields.List(fields.Nested(FindingSchema), required=True)
-
-
-OUTPUT_SCHEMAS: dict[str, Schema] = {
-    "summary": SummaryOutputSchema(),
-    "argument": ArgumentOutputSchema(),
-    "implication_sentiment": ImplicationSentimentOutputSchema(),
-    "logic_bias": LogicBiasOutputSchema(),
-}
-assert set(OUTPUT_SCHEMAS) == set(WORKERS)

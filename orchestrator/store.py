@@ -7,18 +7,34 @@ for one event exactly one creates the row (a claim, not check-then-act).
 
 from __future__ import annotations
 
+import base64
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, create_engine, event, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    create_engine,
+    delete,
+    event,
+    exists,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.domain import JSON, Segment
-from orchestrator.models import AnalysisRun, Context, LlmCall, utcnow
+from orchestrator.dead_letters import DeadLetterMessage
+from orchestrator.domain import JSON
+from orchestrator.errors import describe
+from orchestrator.models import AnalysisRun, Context, DeadLetterOutbox, LlmCall, utcnow
 
 
 def create_db_engine(url: str) -> Engine:
@@ -39,12 +55,22 @@ def create_db_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
 
 
+class StaleLaunch(LookupError):
+    """A worker task of a launch that no longer counts: its run was taken over,
+    finished, or never existed. The task does nothing."""
+
+
 @dataclass(frozen=True)
 class Claim:
-    """The outcome of claiming an event: its run and whether we created it."""
+    """The outcome of claiming an event: its run, and our claim token if we created it."""
 
     run: AnalysisRun
-    created: bool
+    #: Set when this caller created the run and owns its launch.
+    token: str | None
+
+    @property
+    def created(self) -> bool:
+        return self.token is not None
 
 
 @dataclass(frozen=True)
@@ -53,12 +79,49 @@ class Job:
 
     run_id: str
     event_id: str
-    segments: tuple[Segment, ...]
-    language: str | None
+    pipeline: str
+    #: The pipeline's input, as stored with the run.
+    input: JSON
     prompt_ids: dict[str, str]
     traceparent: str | None
     #: Output of an earlier successful attempt of the same worker, if any.
     previous_output: JSON | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: its status, merged result, and each worker's status and error."""
+
+    status: str
+    result: JSON
+    worker_statuses: Mapping[str, str]
+    errors: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ModelCallRecord:
+    """One ``llm_calls`` row before it is written (it may wait in a task's retry for the database)."""
+
+    run_id: str
+    event_id: str
+    pipeline: str
+    worker: str
+    prompt_ref: str
+    model: str
+    attempt: int
+    status: str = "ok"
+    latency_ms: float = 0.0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+    output: JSON | None = None
+
+    def to_json(self) -> JSON:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelCallRecord:
+        return cls(**data)
 
 
 class RunStore:
@@ -76,12 +139,19 @@ class RunStore:
 
     # --- contexts -------------------------------------------------------
 
-    def load_context(self, context_id: str) -> Context | None:
+    def load_context(self, context_id: str) -> JSON | None:
+        """The input last stored for ``context_id`` (``{"language", "segments"}``), or None."""
         with self.session() as session:
-            return session.get(Context, context_id)
+            context = session.get(Context, context_id)
+            return None if context is None else {"language": context.language, "segments": context.segments}
 
-    def _upsert_context(self, session: Session, context_id: str, segments: JSON, language: str | None) -> None:
-        values = {"context_id": context_id, "language": language, "segments": segments, "updated_at": utcnow()}
+    def _upsert_context(self, session: Session, context_id: str, context: JSON) -> None:
+        values = {
+            "context_id": context_id,
+            "language": context.get("language"),
+            "segments": context["segments"],
+            "updated_at": utcnow(),
+        }
         statement = self._insert(Context).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["context_id"],
@@ -89,7 +159,11 @@ class RunStore:
         )
         session.execute(statement)
 
-    # --- runs -----------------------------------------------------------
+    # --- claims and launches ---------------------------------------------
+    #
+    # A run is launched by whoever holds its claim token while the lease is
+    # valid. Every statement below that changes who may launch is a
+    # compare-and-set on the token, so exactly one caller wins each race.
 
     def claim_run(
         self,
@@ -98,27 +172,35 @@ class RunStore:
         context_id: str,
         source: str,
         request: JSON,
+        lease: timedelta,
+        pipeline: str = "analysis",
         traceparent: str | None = None,
         origin: JSON | None = None,
         attempt: int = 1,
-        save_context: bool = False,
+        context: JSON | None = None,
     ) -> Claim:
         """Create the run for ``event_id`` unless one exists; return it either way.
 
-        With ``save_context``, a newly created run also stores its segments as
-        the context's latest, in the same transaction.
+        The creator gets a claim token and a lease of ``lease``. With
+        ``context`` (``{"language", "segments"}``), a newly created run also
+        stores it as the context's latest input, in the same transaction.
         """
+        now = utcnow()
         values: JSON = {
             "id": str(uuid.uuid4()),
             "event_id": event_id,
             "context_id": context_id,
+            "pipeline": pipeline,
             "source": source,
             "status": "pending",
             "attempt": attempt,
             "request": request,
             "traceparent": traceparent,
             "origin": origin,
-            "created_at": utcnow(),
+            "created_at": now,
+            "claim_token": str(uuid.uuid4()),
+            "lease_expires_at": now + lease,
+            "relaunches": 0,
         }
         statement = (
             self._insert(AnalysisRun)
@@ -129,77 +211,96 @@ class RunStore:
         with self.session() as session:
             with session.begin():
                 created = session.execute(statement).scalar_one_or_none() is not None
-                if created and save_context:
-                    self._upsert_context(session, context_id, request["segments"], request.get("language"))
+                if created and context is not None:
+                    self._upsert_context(session, context_id, context)
             if created:
-                return Claim(run=AnalysisRun(**values), created=True)
+                return Claim(run=AnalysisRun(**values), token=values["claim_token"])
             run = session.execute(select(AnalysisRun).where(AnalysisRun.event_id == event_id)).scalar_one()
-        return Claim(run=run, created=False)
+        return Claim(run=run, token=None)
 
-    def mark_launched(self, run_id: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(launched_at=utcnow()))
+    def take_over_claim(self, run_id: str, lease: timedelta) -> str | None:
+        """Take over a claim whose launcher did not launch within its lease.
 
-    def take_over_stale_claim(self, run_id: str, older_than: timedelta) -> bool:
-        """Take over a run claimed but never launched (its launcher died).
-
-        True for exactly one caller, and only if the claim is older than
-        ``older_than``: a younger claim may still be launching.
+        Returns the new token for exactly one caller, and only once the lease
+        has expired: a launcher still within its lease may be launching.
         """
-        cutoff = utcnow() - older_than
+        now = utcnow()
+        token = str(uuid.uuid4())
         with self.engine.begin() as connection:
             taken = connection.execute(
                 update(AnalysisRun)
                 .where(
                     AnalysisRun.id == run_id,
+                    AnalysisRun.status == "pending",
                     AnalysisRun.launched_at.is_(None),
-                    AnalysisRun.created_at < cutoff,
+                    or_(AnalysisRun.lease_expires_at.is_(None), AnalysisRun.lease_expires_at < now),
                 )
-                .values(created_at=utcnow())
+                .values(claim_token=token, lease_expires_at=now + lease, created_at=now)
             )
-            return bool(taken.rowcount)
+        return token if taken.rowcount else None
 
-    def stuck_runs(self, older_than: timedelta) -> list[AnalysisRun]:
-        """Runs launched longer ago than ``older_than`` and still pending."""
-        cutoff = utcnow() - older_than
-        with self.session() as session:
-            query = select(AnalysisRun).where(AnalysisRun.status == "pending", AnalysisRun.launched_at < cutoff)
-            return list(session.execute(query.order_by(AnalysisRun.launched_at)).scalars())
-
-    def take_over_stuck_run(self, run_id: str, older_than: timedelta) -> bool:
-        """Claim the relaunch of a stuck run: True for exactly one caller."""
-        cutoff = utcnow() - older_than
+    def renew_lease(self, run_id: str, token: str, lease: timedelta) -> bool:
+        """Extend an unexpired lease; False if ``token`` lost it (it must not launch)."""
+        now = utcnow()
         with self.engine.begin() as connection:
-            taken = connection.execute(
+            renewed = connection.execute(
                 update(AnalysisRun)
-                .where(AnalysisRun.id == run_id, AnalysisRun.status == "pending", AnalysisRun.launched_at < cutoff)
+                .where(
+                    AnalysisRun.id == run_id,
+                    AnalysisRun.claim_token == token,
+                    AnalysisRun.launched_at.is_(None),
+                    AnalysisRun.lease_expires_at > now,
+                )
+                .values(lease_expires_at=now + lease)
+            )
+        return bool(renewed.rowcount)
+
+    def mark_launched(self, run_id: str, token: str) -> bool:
+        """Record that the chord of ``token`` was handed to the broker; False if it no longer counts."""
+        with self.engine.begin() as connection:
+            marked = connection.execute(
+                update(AnalysisRun)
+                .where(AnalysisRun.id == run_id, AnalysisRun.claim_token == token, AnalysisRun.launched_at.is_(None))
                 .values(launched_at=utcnow())
             )
-            return bool(taken.rowcount)
+        return bool(marked.rowcount)
 
-    def release_claim(self, run_id: str, reopened_from: int | None = None) -> None:
-        """Undo a claim whose chord could not be launched, so a retry can claim anew.
+    def release_claim(self, run_id: str, token: str, reopened_from: int | None = None) -> None:
+        """Undo our claim whose chord could not be handed to the broker, so a retry can claim anew.
 
-        A new claim is deleted; a re-opened failed run (``reopened_from`` its
-        previous attempt) goes back to ``failed`` at that attempt.
+        Only the owner of ``token`` releases, and only an unlaunched claim.
+        A new claim is deleted (unless model calls were already recorded for
+        it, whose history is kept; the lease then just expires). A re-opened
+        failed run (``reopened_from`` its previous attempt) goes back to
+        ``failed`` at that attempt.
         """
-        with self.session() as session, session.begin():
-            run = session.get(AnalysisRun, run_id)
-            if run is None or run.launched_at is not None or run.status != "pending":
+        ours = (
+            (AnalysisRun.id == run_id)
+            & (AnalysisRun.claim_token == token)
+            & AnalysisRun.launched_at.is_(None)
+            & (AnalysisRun.status == "pending")
+        )
+        with self.engine.begin() as connection:
+            if reopened_from is not None:
+                connection.execute(update(AnalysisRun).where(ours).values(status="failed", attempt=reopened_from))
                 return
-            if reopened_from is None:
-                session.delete(run)
-            else:
-                run.status = "failed"
-                run.attempt = reopened_from
+            no_calls = ~exists().where(LlmCall.run_id == run_id)
+            deleted = connection.execute(delete(AnalysisRun).where(ours, no_calls))
+            if not deleted.rowcount:
+                connection.execute(update(AnalysisRun).where(ours).values(lease_expires_at=utcnow()))
 
-    def reopen_failed_run(self, run_id: str, attempt: int, origin: JSON | None, traceparent: str | None = None) -> bool:
+    def reopen_failed_run(
+        self, run_id: str, attempt: int, origin: JSON | None, lease: timedelta, traceparent: str | None = None
+    ) -> str | None:
         """Re-open a failed run for a replayed delivery numbered ``attempt``.
 
-        True for exactly one caller per attempt number: replaying the same
-        dead letter twice analyses the event once. ``origin`` (the replayed
-        message) replaces the old one, so a new dead letter carries its attempt.
+        Returns a claim token for exactly one caller per attempt number:
+        replaying the same dead letter twice analyses the event once.
+        ``origin`` (the replayed message) replaces the old one, so a new dead
+        letter carries its attempt.
         """
+        now = utcnow()
+        token = str(uuid.uuid4())
         with self.engine.begin() as connection:
             reopened = connection.execute(
                 update(AnalysisRun)
@@ -209,38 +310,109 @@ class RunStore:
                     attempt=attempt,
                     origin=origin,
                     traceparent=traceparent,
-                    created_at=utcnow(),
+                    created_at=now,
                     launched_at=None,
                     finished_at=None,
                     duration_ms=None,
                     result=None,
                     worker_statuses=None,
                     errors=None,
+                    claim_token=token,
+                    lease_expires_at=now + lease,
+                    relaunches=0,
                 )
             )
-            return bool(reopened.rowcount)
+        return token if reopened.rowcount else None
+
+    def unlaunched_runs(self, lease_expired_before: datetime) -> list[AnalysisRun]:
+        """Pending runs never launched whose lease expired before the given moment (their launcher died)."""
+        with self.session() as session:
+            query = select(AnalysisRun).where(
+                AnalysisRun.status == "pending",
+                AnalysisRun.launched_at.is_(None),
+                AnalysisRun.lease_expires_at < lease_expired_before,
+            )
+            return list(session.execute(query.order_by(AnalysisRun.created_at)).scalars())
+
+    def launched_pending_runs(self, launched_before: datetime) -> list[AnalysisRun]:
+        """Runs launched before the given moment and still pending."""
+        with self.session() as session:
+            query = select(AnalysisRun).where(
+                AnalysisRun.status == "pending", AnalysisRun.launched_at < launched_before
+            )
+            return list(session.execute(query.order_by(AnalysisRun.launched_at)).scalars())
+
+    def take_over_launch(self, run_id: str, token: str | None) -> str | None:
+        """Take over the launch of a pending run from ``token`` (a relaunch of a lost chord).
+
+        Returns the new token for exactly one caller; the old token's tasks
+        become stale and do nothing. Counts the relaunch.
+        """
+        now = utcnow()
+        new_token = str(uuid.uuid4())
+        with self.engine.begin() as connection:
+            taken = connection.execute(
+                update(AnalysisRun)
+                .where(
+                    AnalysisRun.id == run_id,
+                    AnalysisRun.status == "pending",
+                    AnalysisRun.claim_token.is_(None) if token is None else AnalysisRun.claim_token == token,
+                )
+                .values(
+                    claim_token=new_token,
+                    launched_at=now,
+                    lease_expires_at=now,
+                    relaunches=AnalysisRun.relaunches + 1,
+                )
+            )
+        return new_token if taken.rowcount else None
 
     # The worker's hot path (load_job, record_call, finish_run) uses plain
     # connections: the ORM session's unit of work was the largest CPU cost
     # of a worker task.
 
-    def load_job(self, run_id: str, worker: str) -> Job:
-        """What ``worker`` needs for the run; raises ``LookupError`` if no such run."""
+    def load_job(self, run_id: str, worker: str, token: str) -> Job:
+        """What ``worker`` needs for the run launched with ``token``.
+
+        Raises ``StaleLaunch`` when the run does not exist, is no longer
+        pending, or was taken over (another token). The first task to start
+        marks an unmarked run launched, so that once any task of a launch
+        runs, its claim can no longer be taken over.
+        """
         with self.engine.connect() as connection:
             run = connection.execute(
-                select(AnalysisRun.event_id, AnalysisRun.request, AnalysisRun.traceparent).where(
-                    AnalysisRun.id == run_id
-                )
+                select(
+                    AnalysisRun.event_id,
+                    AnalysisRun.pipeline,
+                    AnalysisRun.request,
+                    AnalysisRun.traceparent,
+                    AnalysisRun.status,
+                    AnalysisRun.claim_token,
+                    AnalysisRun.launched_at,
+                ).where(AnalysisRun.id == run_id)
             ).one_or_none()
-            if run is None:
-                raise LookupError(f"run {run_id} not found")
+            if run is None or run.status != "pending" or run.claim_token != token:
+                raise StaleLaunch(f"run {run_id}: launch {token} is not current")
+            if run.launched_at is None:
+                marked = connection.execute(
+                    update(AnalysisRun)
+                    .where(
+                        AnalysisRun.id == run_id, AnalysisRun.claim_token == token, AnalysisRun.launched_at.is_(None)
+                    )
+                    .values(launched_at=utcnow())
+                )
+                connection.commit()
+                if not marked.rowcount and self._current_token(connection, run_id) != token:
+                    raise StaleLaunch(f"run {run_id}: launch {token} was taken over")
             previous_output = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
+        run_input = dict(run.request)
+        prompt_ids = run_input.pop("prompt_ids", None) or {}
         return Job(
             run_id=run_id,
             event_id=run.event_id,
-            segments=tuple(Segment.from_json(s) for s in run.request["segments"]),
-            language=run.request.get("language"),
-            prompt_ids=dict(run.request.get("prompt_ids") or {}),
+            pipeline=run.pipeline,
+            input=run_input,
+            prompt_ids=dict(prompt_ids),
             traceparent=run.traceparent,
             previous_output=previous_output,
         )
@@ -249,27 +421,50 @@ class RunStore:
         self,
         run_id: str,
         *,
-        status: str,
-        result: JSON,
-        worker_statuses: Mapping[str, str],
-        errors: Mapping[str, str],
-    ) -> AnalysisRun:
-        """Store the outcome of a run; returns the run as stored (detached)."""
+        attempt: int,
+        token: str | None,
+        conclude: Callable[[AnalysisRun, Connection], RunOutcome],
+        dead_letter: Callable[[AnalysisRun], DeadLetterMessage | None] | None = None,
+    ) -> AnalysisRun | None:
+        """Store the outcome of the run's launch ``token`` at ``attempt``; return the run as stored.
+
+        A compare-and-set on the run, its attempt, its token and ``pending``:
+        a late aggregate of an older attempt or launch, or a duplicate
+        aggregate, changes nothing and returns None. ``conclude`` turns the
+        run (read and locked) into its outcome, in the transaction; ``dead_letter`` may turn the
+        stored run into a dead letter, put in the outbox in the same
+        transaction.
+        """
         with self.engine.begin() as connection:
-            row = connection.execute(select(AnalysisRun.__table__).where(AnalysisRun.id == run_id)).one_or_none()
+            row = connection.execute(
+                select(AnalysisRun.__table__)
+                .where(
+                    AnalysisRun.id == run_id,
+                    AnalysisRun.attempt == attempt,
+                    AnalysisRun.status == "pending",
+                    AnalysisRun.claim_token.is_(None) if token is None else AnalysisRun.claim_token == token,
+                )
+                # Two aggregates of one launch must not both pass this read.
+                .with_for_update()
+            ).one_or_none()
             if row is None:
-                raise LookupError(f"run {run_id} not found")
+                return None
+            outcome = conclude(AnalysisRun(**row._asdict()), connection)
             now = utcnow()
             values: JSON = {
-                "status": status,
-                "result": result,
-                "worker_statuses": dict(worker_statuses),
-                "errors": dict(errors),
+                "status": outcome.status,
+                "result": outcome.result,
+                "worker_statuses": dict(outcome.worker_statuses),
+                "errors": dict(outcome.errors),
                 "finished_at": now,
                 "duration_ms": (now - _aware(row.created_at)).total_seconds() * 1000,
             }
             connection.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(**values))
-        return AnalysisRun(**{**row._asdict(), **values})
+            run = AnalysisRun(**{**row._asdict(), **values})
+            letter = dead_letter(run) if dead_letter is not None else None
+            if letter is not None:
+                connection.execute(insert(DeadLetterOutbox).values(**_outbox_values(letter, run)))
+        return run
 
     def pending_among(self, run_ids: Iterable[str]) -> set[str]:
         """Those of ``run_ids`` that have not finished yet."""
@@ -287,41 +482,59 @@ class RunStore:
                 ).scalar_one_or_none()
             )
 
+    def _current_token(self, connection: Connection, run_id: str) -> str | None:
+        token: str | None = connection.execute(
+            select(AnalysisRun.claim_token).where(AnalysisRun.id == run_id, AnalysisRun.status == "pending")
+        ).scalar_one_or_none()
+        return token
+
+    # --- dead-letter outbox -----------------------------------------------
+
+    def publish_outbox(self, send: Callable[[list[DeadLetterMessage]], None], limit: int = 100) -> int:
+        """Hand up to ``limit`` waiting dead letters to ``send``; delete them once it returns.
+
+        ``send`` must raise unless every letter was acknowledged; then nothing
+        is deleted and each letter's attempt count and last error are
+        updated. Rows are locked (``SKIP LOCKED``) so that several publishers
+        never send the same letter at the same time. Returns how many were sent.
+        """
+        with self.engine.connect() as connection:
+            with connection.begin():
+                rows = connection.execute(
+                    select(DeadLetterOutbox.__table__)
+                    .order_by(DeadLetterOutbox.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                if not rows:
+                    return 0
+                ids = [row.id for row in rows]
+                try:
+                    send([_outbox_letter(row) for row in rows])
+                except Exception as exc:
+                    failure = exc
+                else:
+                    connection.execute(delete(DeadLetterOutbox).where(DeadLetterOutbox.id.in_(ids)))
+                    return len(ids)
+            with connection.begin():
+                connection.execute(
+                    update(DeadLetterOutbox)
+                    .where(DeadLetterOutbox.id.in_(ids))
+                    .values(attempts=DeadLetterOutbox.attempts + 1, last_error=describe(failure)[:2000])
+                )
+        raise failure
+
+    def outbox_entries(self, limit: int | None = None) -> list[DeadLetterOutbox]:
+        """Dead letters not yet acknowledged by Kafka, oldest first."""
+        with self.session() as session:
+            query = select(DeadLetterOutbox).order_by(DeadLetterOutbox.id).limit(limit)
+            return list(session.execute(query).scalars())
+
     # --- model calls ----------------------------------------------------
 
-    def record_call(
-        self,
-        *,
-        job: Job,
-        worker: str,
-        prompt_ref: str,
-        model: str,
-        attempt: int,
-        status: str,
-        latency_ms: float,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        error: str | None = None,
-        output: JSON | None = None,
-    ) -> None:
+    def record_call(self, record: ModelCallRecord) -> None:
         with self.engine.begin() as connection:
-            connection.execute(
-                insert(LlmCall).values(
-                    run_id=job.run_id,
-                    event_id=job.event_id,
-                    worker=worker,
-                    prompt_ref=prompt_ref,
-                    model=model,
-                    attempt=attempt,
-                    status=status,
-                    latency_ms=latency_ms,
-                    input_tokens=input_tokens,
-                    output_tokens=output_tokens,
-                    error=error,
-                    output=output,
-                    created_at=utcnow(),
-                )
-            )
+            connection.execute(insert(LlmCall).values(**record.to_json(), created_at=utcnow()))
 
     def successful_output(self, run_id: str, worker: str) -> JSON | None:
         """The output of an earlier successful call of this worker in this run."""
@@ -345,6 +558,23 @@ def _successful_output_query(run_id: str, worker: str) -> Select[tuple[Any]]:
         .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status == "ok")
         .limit(1)
     )
+
+
+def _outbox_values(letter: DeadLetterMessage, run: AnalysisRun) -> JSON:
+    return {
+        "run_id": run.id,
+        "event_id": run.event_id,
+        "key": letter.key,
+        "value": letter.value,
+        "headers": [[name, base64.b64encode(data).decode("ascii")] for name, data in letter.headers],
+        "created_at": utcnow(),
+        "attempts": 0,
+    }
+
+
+def _outbox_letter(row: Any) -> DeadLetterMessage:
+    headers = [(name, base64.b64decode(data)) for name, data in row.headers]
+    return DeadLetterMessage(key=row.key, value=row.value, headers=headers)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -9,22 +9,23 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import redis
-from celery import Celery
 from flask import Flask
 from flask.testing import FlaskClient
 
 from orchestrator.api import create_app
 from orchestrator.config import Settings
 from orchestrator.migrate import upgrade_database
-from orchestrator.services import Services, build_services
+from orchestrator.services import Services
 from orchestrator.store import RunStore, create_db_engine
-from tasks.celery_app import create_celery
+from orchestrator.wiring import build_celery, build_services
+from tasks.celery_app import OrchestratorCelery
 from tests.fake_llm import FakeLLM
+from tests.kafka import Broker, create_topics, start_broker
 from tests.services import (
     REDIS_HOST,
     REDIS_PORT,
@@ -106,6 +107,12 @@ def settings(database_url: str, redis_url: str, fake_llm: FakeLLM) -> Settings:
         model_max_retries=MODEL_MAX_RETRIES,
         model_retry_backoff_max=0.05,
         analyze_timeout=20,
+        # The sweeper would launch the stuck runs that some tests leave on
+        # purpose; the tests of the sweeper turn it on in their own workers.
+        sweep_interval=0,
+        # The model is the fake one: workers need not load the builtin analysers
+        # at start (tests of the builtin analysers' workers turn it back on).
+        warm_analysers=False,
     )
 
 
@@ -122,7 +129,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def celery_worker(settings: Settings, log_dir: Path) -> Iterator[Process]:
     """A real ``celery -A tasks worker`` (threads pool) on the suite's queues."""
     worker = start_celery_worker(service_env(**settings_env(settings)), log_dir, "worker-main")
-    app = create_celery(settings)
+    app = build_celery(settings)
     try:
         wait_until(lambda: bool(app.control.ping(timeout=0.5)) or not worker.alive(), 60, "the Celery worker")
         if not worker.alive():
@@ -138,14 +145,14 @@ def services(settings: Settings) -> Services:
 
 
 @pytest.fixture(scope="session")
-def celery_app(settings: Settings, services: Services) -> Celery:
-    return create_celery(settings, services)
+def celery_app(settings: Settings, services: Services) -> OrchestratorCelery:
+    return build_celery(settings, services)
 
 
 @pytest.fixture(scope="session")
-def api(settings: Settings, services: Services, celery_app: Celery, celery_worker: Process) -> Flask:
+def api(settings: Settings, services: Services, celery_app: OrchestratorCelery, celery_worker: Process) -> Flask:
     """The Flask app wired to the real worker through Redis."""
-    return create_app(settings, services=services, celery_app=celery_app)
+    return create_app(settings, services=services, launcher=celery_app.launcher)
 
 
 @pytest.fixture()
@@ -159,3 +166,50 @@ def embedded_settings(tmp_path: Path) -> Settings:
     url = f"sqlite:///{tmp_path / 'embedded.db'}"
     upgrade_database(url)
     return replace(Settings(), database_url=url)
+
+
+# --- Kafka: one Tansu broker per session, fresh topics per test ----------------------------
+
+#: Partitions of each test topic, as in production (``KAFKA_TOPIC_PARTITIONS``).
+TEST_PARTITIONS = 3
+
+
+@dataclass(frozen=True)
+class KafkaTopics:
+    """A test's own tasks and dead-letter topics."""
+
+    tasks: str
+    dlq: str
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(log_dir: Path) -> Iterator[Broker]:
+    try:
+        broker = start_broker(log_dir)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture()
+def kafka_topics(kafka_broker: Broker) -> KafkaTopics:
+    """Two new, empty topics with ``TEST_PARTITIONS`` partitions each."""
+    suffix = uuid.uuid4().hex[:12]
+    topics = KafkaTopics(tasks=f"analysis.tasks.{suffix}", dlq=f"analysis.dlq.{suffix}")
+    create_topics(kafka_broker.bootstrap, [topics.tasks, topics.dlq], partitions=TEST_PARTITIONS)
+    return topics
+
+
+@pytest.fixture()
+def kafka_settings(settings: Settings, kafka_broker: Broker, kafka_topics: KafkaTopics) -> Settings:
+    """The suite's settings pointed at the test broker and this test's topics."""
+    return replace(
+        settings,
+        kafka_bootstrap_servers=kafka_broker.bootstrap,
+        kafka_tasks_topic=kafka_topics.tasks,
+        kafka_dlq_topic=kafka_topics.dlq,
+        kafka_topic_partitions=TEST_PARTITIONS,
+    )

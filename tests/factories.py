@@ -1,9 +1,19 @@
-"""Factories for request bodies and events."""
+"""Factories for request bodies, events and claimed runs."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import update
+
+from orchestrator.dead_letters import DeadLetterMessage
+from orchestrator.domain import RunRequest
+from orchestrator.models import AnalysisRun
+from orchestrator.pipelines.analysis import PIPELINE as ANALYSIS
+from orchestrator.store import Claim, RunOutcome, RunStore
 
 SPEAKERS = ("Alice", "Bob", "Chen")
 SENTENCES = (
@@ -49,3 +59,77 @@ def task_event(count: int = 5, **overrides: Any) -> dict[str, Any]:
     event = {"event_id": unique("evt"), **analyze_body(count)}
     event.update(overrides)
     return event
+
+
+#: A lease long enough that no test's claim expires by itself.
+LEASE = timedelta(minutes=5)
+
+
+def claim_run(
+    store: RunStore,
+    *,
+    event_id: str | None = None,
+    source: str = "api",
+    segments: int = 3,
+    lease: timedelta = LEASE,
+    **extra: Any,
+) -> Claim:
+    """Claim a new run (or the existing run of ``event_id``) as a launcher would, without launching it."""
+    return store.claim_run(
+        event_id=event_id or unique("evt"),
+        context_id=unique("ctx"),
+        source=source,
+        request={"segments": make_segments(segments), "language": "en", "prompt_ids": {}},
+        lease=lease,
+        **extra,
+    )
+
+
+def expire_lease(store: RunStore, run_id: str) -> None:
+    """Make the run's lease expire, as if its launcher had been gone a while."""
+    past = datetime.now(UTC) - timedelta(hours=1)
+    with store.engine.begin() as connection:
+        connection.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(lease_expires_at=past))
+
+
+def backdate_launch(store: RunStore, run_id: str, by: timedelta = timedelta(hours=1)) -> None:
+    """Move the run's launch time into the past."""
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(AnalysisRun).where(AnalysisRun.id == run_id).values(launched_at=datetime.now(UTC) - by)
+        )
+
+
+#: The analysis pipeline's workers, in order.
+WORKERS = ANALYSIS.worker_names
+
+
+def run_request(
+    *, event_id: str | None = None, segments: int | list[dict[str, Any]] = 3, context_id: str | None = None
+) -> RunRequest:
+    """A validated analysis request, as the API or the bridge would hand it on."""
+    segment_list = make_segments(segments) if isinstance(segments, int) else segments
+    return RunRequest(
+        pipeline="analysis",
+        context_id=context_id or unique("ctx"),
+        input={"language": "en", "segments": segment_list},
+        event_id=event_id,
+    )
+
+
+def finish_claimed(
+    store: RunStore,
+    claim: Claim,
+    status: str = "failed",
+    result: dict[str, Any] | None = None,
+    dead_letter: Callable[[AnalysisRun], DeadLetterMessage | None] | None = None,
+) -> AnalysisRun | None:
+    """Store an outcome for a claimed run, as its aggregate would (a compare-and-set: None if it did not count)."""
+    outcome = RunOutcome(status=status, result=result or {}, worker_statuses={}, errors={})
+    return store.finish_run(
+        claim.run.id,
+        attempt=claim.run.attempt,
+        token=claim.token,
+        conclude=lambda run, connection: outcome,
+        dead_letter=dead_letter,
+    )

@@ -482,11 +482,72 @@ def _logic_bias(user: str) -> dict[str, Any]:
 
 
 #: Output builders by worker name; any other worker name gets a 400.
+# --- the tutor pipeline's workers: a small, predictable "tutor" -----------------------------------
+
+#: Mistakes the fake tutor knows: wrong word -> (correction, ERRANT type).
+_MISTAKES = {
+    "goes": ("went", "R:VERB:TENSE"),
+    "have": ("has", "R:VERB:SVA"),
+    "childs": ("children", "R:NOUN:INFL"),
+    "recieve": ("receive", "R:SPELL"),
+}
+
+
+def _learner_sentence(user: str) -> str:
+    for line in user.splitlines():
+        if line.startswith("Learner's sentence:"):
+            return line.split(":", 1)[1].strip()
+    return user.strip()
+
+
+def _grammar(user: str) -> dict[str, Any]:
+    text = _learner_sentence(user)
+    errors, corrected = [], text
+    for match in re.finditer(r"[A-Za-z]+", text):
+        if match.group().lower() in _MISTAKES:
+            correction, kind = _MISTAKES[match.group().lower()]
+            errors.append(
+                {
+                    "start": match.start(),
+                    "end": match.end(),
+                    "original": match.group(),
+                    "correction": correction,
+                    "type": kind,
+                    "explanation": f"Use '{correction}' here.",
+                    "explanation_vi": f"Dùng '{correction}' ở đây." if "Vietnamese" in user else None,
+                }
+            )
+            corrected = corrected.replace(match.group(), correction, 1)
+    return {"errors": errors, "corrected": corrected}
+
+
+def _fluency(user: str) -> dict[str, Any]:
+    words = _learner_sentence(user).split()
+    return {"score": round(min(1.0, 0.5 + 0.05 * len(words)), 2), "words": len(words), "sentences": 1}
+
+
+def _vocabulary(user: str) -> dict[str, Any]:
+    words = _learner_sentence(user).split()
+    long_words = [w for w in words if len(w) > 8]
+    return {"level": "B2" if long_words else "A2", "score": 0.8 if long_words else 0.5, "advanced_words": long_words}
+
+
+def _feedback(user: str) -> dict[str, Any]:
+    corrected = _grammar(user)["corrected"]
+    if "Vietnamese" in user:
+        return {"reply": f"Câu đúng là: {corrected}", "tips": []}
+    return {"reply": f"You can say: {corrected}", "tips": ["Read it aloud."]}
+
+
 BUILDERS: dict[str, Callable[[str], dict[str, Any]]] = {
     "summary": _summary,
     "argument": _argument,
     "implication_sentiment": _implication_sentiment,
     "logic_bias": _logic_bias,
+    "grammar": _grammar,
+    "fluency": _fluency,
+    "vocabulary": _vocabulary,
+    "feedback": _feedback,
 }
 
 _POSITIVE = {

@@ -117,15 +117,34 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 10.0) ->
 
 def produce(
     bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
-) -> None:
-    """Send ``(key, value, headers)`` messages to ``topic`` and wait for every acknowledgement."""
+) -> list[tuple[int, int]]:
+    """Send ``(key, value, headers)`` messages to ``topic``, wait for every acknowledgement,
+    and return where each one was stored: ``(partition, offset)``, in order."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     try:
         futures = [producer.send(topic, key=key, value=value, headers=headers) for key, value, headers in messages]
-        for future in futures:
-            future.get(timeout=10)
+        stored = [future.get(timeout=30) for future in futures]
     finally:
         producer.close()
+    return [(metadata.partition, metadata.offset) for metadata in stored]
+
+
+class RawHeaderKey(str):
+    """A header key that is sent as these exact bytes, even when they are not UTF-8.
+
+    kafka-python's producer encodes header keys with ``str.encode``: this
+    lets a test produce what another client (or an attacker) could.
+    """
+
+    def __new__(cls, raw: bytes) -> RawHeaderKey:
+        key = super().__new__(cls, raw.decode("utf-8", errors="replace"))
+        key.raw = raw
+        return key
+
+    raw: bytes
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
 
 
 def partition_count(bootstrap: str, topic: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -87,15 +88,15 @@ def ensure_redis() -> None:
     _ensure("Redis", _redis_up, REDIS_START)
 
 
-def recreate_database(name: str) -> str:
-    """Drop and create database ``name``; return its SQLAlchemy URL."""
-    connection = psycopg2.connect(PG_ADMIN_DSN)
+def recreate_database(name: str, port: int = 5432) -> str:
+    """Drop and create database ``name`` (on the server at ``port``); return its SQLAlchemy URL."""
+    connection = psycopg2.connect(PG_ADMIN_DSN.replace("port=5432", f"port={port}"))
     connection.autocommit = True
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
-    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{name}"
 
 
 def drop_database(name: str) -> None:
@@ -156,12 +157,22 @@ def start_celery_worker(env: Mapping[str, str], log_dir: Path, name: str, concur
     return Process(name, args, env, log_dir)
 
 
-def make_statements_fail(database_url: str, timing: str, *, condition: str, times: int | None = None) -> None:
-    """Make ``timing`` (e.g. "BEFORE INSERT") statements on analysis_runs fail where ``condition`` holds.
+def make_statements_fail(
+    database_url: str,
+    timing: str,
+    *,
+    condition: str,
+    times: int | None = None,
+    table: str = "analysis_runs",
+    sqlstate: str = "P0001",
+) -> None:
+    """Make ``timing`` (e.g. "BEFORE INSERT") statements on ``table`` fail where ``condition`` holds.
 
-    The error is a plain database error, not a lost connection. With ``times``,
-    only the first that many fail: a sequence counts them, since unlike a
-    table it is not rolled back with the failing statement.
+    By default the error is a plain database error (``raise_exception``), not
+    a lost connection; ``sqlstate`` "57P01" makes it the error of a server
+    being shut down. With ``times``, only the first that many fail: a
+    sequence counts them, since unlike a table it is not rolled back with the
+    failing statement.
     """
     name = f"fail_{uuid.uuid4().hex[:10]}"
     limit = f" AND nextval('{name}') <= {times}" if times is not None else ""
@@ -174,14 +185,100 @@ def make_statements_fail(database_url: str, timing: str, *, condition: str, time
                 CREATE FUNCTION {name}() RETURNS trigger AS $$
                 BEGIN
                   IF {condition}{limit} THEN
-                    RAISE EXCEPTION 'injected failure';
+                    RAISE EXCEPTION 'injected failure' USING ERRCODE = '{sqlstate}';
                   END IF;
                   RETURN NEW;
                 END $$ LANGUAGE plpgsql
                 """
             )
         )
-        connection.execute(
-            text(f"CREATE TRIGGER {name} {timing} ON analysis_runs FOR EACH ROW EXECUTE FUNCTION {name}()")
-        )
+        connection.execute(text(f"CREATE TRIGGER {name} {timing} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"))
     engine.dispose()
+
+
+class PrivateRedis:
+    """A Redis server of a test's own (nothing on disk), to restart or demote without touching the suite's."""
+
+    def __init__(self, log_dir: Path, name: str = "redis-private") -> None:
+        self.port = free_port()
+        self.url = f"redis://{REDIS_HOST}:{self.port}/0"
+        self.log_dir = log_dir
+        self.name = name
+        self.process = self._start()
+
+    def _start(self) -> Process:
+        args = ["redis-server", "--bind", REDIS_HOST, "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        process = Process(f"{self.name}-{uuid.uuid4().hex[:6]}", args, service_env(), self.log_dir)
+        wait_until(lambda: self._answers() or not process.alive(), 10, f"Redis on port {self.port}")
+        return process
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=REDIS_HOST, port=self.port, socket_timeout=2)
+
+    def restart(self) -> None:
+        """SIGKILL and start again: everything it held is lost, as after a crash."""
+        self.process.kill()
+        self.process.stop()
+        self.process = self._start()
+
+    def demote(self) -> None:
+        """Make it a replica of a master that does not exist: every write gets READONLY, as in a failover."""
+        self.client().execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+
+    def promote(self) -> None:
+        self.client().execute_command("REPLICAOF", "NO", "ONE")
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.stop()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of a test's own, to stop and start in the middle of a test.
+
+    Runs the machine's own binaries as the ``postgres`` user, in a temporary
+    directory; trust authentication on 127.0.0.1.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not binaries:
+            raise ServiceUnavailable("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = Path(binaries[-1])
+        self.directory = directory
+        self.data = directory / "data"
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.chown(directory, "postgres", "postgres")
+        self._as_postgres(self.bin / "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+        self.url = recreate_database("orchestrator", port=self.port)
+
+    def _as_postgres(self, *args: str | Path) -> None:
+        command = ["runuser", "-u", "postgres", "--", *map(str, args)]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=self.directory)
+        if done.returncode != 0:
+            raise ServiceUnavailable(f"{' '.join(command)} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres(
+            self.bin / "pg_ctl", "-D", self.data, "-o", options, "-l", self.directory / "log", "-w", "start"
+        )
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are terminated (an administrator command), new ones refused."""
+        self._as_postgres(self.bin / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except ServiceUnavailable:
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)

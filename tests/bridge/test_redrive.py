@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 
-from bridge.dlq import DeadLetterPublisher, DeadLetterReason, SourceMessage, Stage, build_dead_letter
+from bridge.dlq import DeadLetterPublisher
 from bridge.redrive import DeadLetter, format_summary, read_dead_letters, replay, select_for_replay, summarise
 from bridge.topics import ensure_topics
-from tests.bridge.conftest import KafkaTopics
+from orchestrator.config import Settings
+from orchestrator.dead_letters import DeadLetterReason, SourceMessage, Stage, build_dead_letter
+from orchestrator.store import RunStore
+from tests.conftest import KafkaTopics, settings_env
+from tests.factories import claim_run, finish_claimed
 from tests.kafka import Broker, partition_count, produce, read_topic, topic_size
+from tests.services import service_env
 
 
 def make_letter(
@@ -18,14 +25,14 @@ def make_letter(
     """A letter as ``read_dead_letters`` would return it; time grows with ``offset``."""
     reason = DeadLetterReason(stage=stage, error_type=error_type, message=f"failed at {offset}")
     message = SourceMessage("analysis.tasks", 0, offset, b"ctx", f'{{"n": {offset}}}'.encode())
-    key, value, headers = build_dead_letter(message, reason, event_id=event_id)
+    letter = build_dead_letter(message, reason, event_id=event_id)
     return DeadLetter(
         partition=offset % 3,
         offset=offset,
         timestamp_ms=1_000 + offset if timestamp_ms is None else timestamp_ms,
-        key=key,
-        headers=tuple(headers),
-        body=json.loads(value),
+        key=letter.key,
+        headers=tuple(letter.headers),
+        body=json.loads(letter.value),
     )
 
 
@@ -39,9 +46,9 @@ LETTERS = [
 ]
 
 LETTER_VALUES = [
-    build_dead_letter(SourceMessage("t", 0, n, None, b"{}"), DeadLetterReason("decode", "E", "m"), event_id=f"evt-{n}")[
-        1
-    ]
+    build_dead_letter(
+        SourceMessage("t", 0, n, None, b"{}"), DeadLetterReason("decode", "E", "m"), event_id=f"evt-{n}"
+    ).value
     for n in range(5)
 ]
 
@@ -140,8 +147,8 @@ def publish_two_letters(broker: Broker, topics: KafkaTopics) -> None:
         topics.tasks, 1, 9, b"ctx-2", b'{"event_id": "evt-2"}', headers=(("x-replay-attempt", b"2"), ("trace", b"t-2"))
     )
     try:
-        publisher.publish(first, reason, event_id="evt-1")
-        publisher.publish(second, reason, event_id="evt-2")
+        publisher.publish([build_dead_letter(first, reason, event_id="evt-1")])
+        publisher.publish([build_dead_letter(second, reason, event_id="evt-2")])
     finally:
         publisher.close()
 
@@ -193,9 +200,35 @@ def test_the_same_undecodable_payload_dead_lettered_twice_is_replayed_once() -> 
     letters = []
     for offset, attempt in ((10, b"1"), (11, b"2")):  # the original and its failed replay
         message = SourceMessage("analysis.tasks", 0, offset, None, b"not json", (("x-replay-attempt", attempt),))
-        key, value, headers = build_dead_letter(message, reason)
-        letters.append(DeadLetter(0, offset, 1_000 + offset, key, tuple(headers), json.loads(value)))
+        letter = build_dead_letter(message, reason)
+        letters.append(
+            DeadLetter(0, offset, 1_000 + offset, letter.key, tuple(letter.headers), json.loads(letter.value))
+        )
 
     (selected,) = select_for_replay(letters)
 
     assert selected.offset == 11 and selected.attempt == 2
+
+
+def test_dlq_list_shows_the_letters_still_waiting_in_the_outbox(
+    settings: Settings, store: RunStore, kafka_broker: Broker, kafka_topics: KafkaTopics
+) -> None:
+    claimed = claim_run(store, source="kafka")
+    reason = DeadLetterReason("processing", "AllWorkersFailed", "all four workers failed")
+    letter = build_dead_letter(SourceMessage(kafka_topics.tasks, 0, 3, b"k", b"{}"), reason)
+    finish_claimed(store, claimed, "failed", dead_letter=lambda run: letter)
+    env = service_env(
+        **{
+            **settings_env(settings),
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+            "KAFKA_DLQ_TOPIC": kafka_topics.dlq,
+        }
+    )
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "dlq", "list"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert listed.returncode == 0, listed.stderr
+    assert "not yet published" in listed.stdout and claimed.run.event_id in listed.stdout
+    assert "0 dead letters" in listed.stdout  # none has reached the topic

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
+from celery.result import AsyncResult
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from orchestrator.api import create_app
+from orchestrator.chord import ChordLauncher
 from orchestrator.config import Settings
-from orchestrator.domain import WORKERS
 from orchestrator.models import AnalysisRun
+from orchestrator.services import Services
 from orchestrator.store import RunStore
+from orchestrator.wiring import build_celery
 from tests.conftest import MODEL_MAX_RETRIES
-from tests.factories import analyze_body, make_segments, unique
+from tests.factories import WORKERS, analyze_body, make_segments, unique
 from tests.fake_llm import FakeLLM, Fault
+from tests.services import Process
 
 
 def count_runs(store: RunStore, **where: str) -> int:
@@ -163,7 +168,11 @@ def test_a_run_slower_than_the_timeout_gets_504_with_its_run_id_and_is_stored_la
     settings: Settings, services: object, celery_app: object, store: RunStore, fake_llm: FakeLLM
 ) -> None:
     fake_llm.latency_s = 0.8
-    impatient = create_app(replace(settings, analyze_timeout=0.2), services=services, celery_app=celery_app)
+    impatient = create_app(
+        replace(settings, analyze_timeout=0.2),
+        services=services,  # type: ignore[arg-type]
+        launcher=celery_app.launcher,  # type: ignore[attr-defined]
+    )
     response = impatient.test_client().post("/orchestrator/analyze", json=analyze_body(3))
 
     assert response.status_code == 504
@@ -173,6 +182,29 @@ def test_a_run_slower_than_the_timeout_gets_504_with_its_run_id_and_is_stored_la
     while (run := store.get_run(run_id)) is not None and run.status == "pending" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert run is not None and run.status == "ok"
+
+
+def test_a_run_whose_result_the_result_backend_lost_is_answered_from_the_database(
+    settings: Settings, services: Services, celery_worker: Process, fake_llm: FakeLLM
+) -> None:
+    class ResultLosingLauncher(ChordLauncher):
+        """Launches the chord, then awaits a result that never comes (as if Redis had lost it)."""
+
+        def launch(self, run_id: str, **kwargs: Any) -> AsyncResult:
+            super().launch(run_id, **kwargs)
+            return self.app.AsyncResult(f"lost-{run_id}")
+
+    app = build_celery(settings, services)
+    forgetful = create_app(
+        settings, services=services, launcher=ResultLosingLauncher(app, services.markers, services.pipelines)
+    )
+
+    started = time.monotonic()
+    response = forgetful.test_client().post("/orchestrator/analyze", json=analyze_body(3))
+
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "ok" and response.json["worker_statuses"] == {w: "ok" for w in WORKERS}
+    assert time.monotonic() - started < settings.analyze_timeout / 2
 
 
 def test_get_run_finds_a_run_by_run_id_and_by_event_id(client: FlaskClient) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from orchestrator.cli import segments_from_text
 from orchestrator.config import Settings
-from orchestrator.domain import WORKERS
+from tests.factories import WORKERS
 
 REPO = Path(__file__).resolve().parents[2]
 DEBATE = REPO / "examples" / "debate.json"
@@ -114,6 +115,44 @@ def test_plain_text_gives_its_own_bundle_with_speakers_from_name_prefixes(
         ("p2", "Bob", "I disagree. The bridge costs far too much and taxes would have to rise again."),
         ("p3", "Alice", "Studies show that a bridge pays for itself within ten years."),
     ]
+
+
+def test_a_transcript_of_one_line_per_turn_gives_one_segment_per_turn_with_its_speaker(tmp_path: Path) -> None:
+    transcript = tmp_path / "remote-work.txt"
+    transcript.write_text(
+        "Alice: I think remote work is great because everyone saves two hours of commuting every day.\n"
+        "Bob: But that is just lazy thinking; everyone who works from home slacks off, my neighbour does.\n"
+        "Alice: If we ban remote work, the best engineers will leave\n"
+        "and the company will fail.\n",
+        encoding="utf-8",
+    )
+
+    result = cli("analyze", str(transcript), db=tmp_path / "x.db")
+
+    assert result.returncode == 0, result.stderr
+    [(segments,)] = query(tmp_path / "x.db", "SELECT segments FROM contexts WHERE context_id = 'remote-work'")
+    assert [(s["speaker"], s["text"]) for s in json.loads(segments)] == [
+        ("Alice", "I think remote work is great because everyone saves two hours of commuting every day."),
+        ("Bob", "But that is just lazy thinking; everyone who works from home slacks off, my neighbour does."),
+        ("Alice", "If we ban remote work, the best engineers will leave and the company will fail."),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Alice: one\nBob: two", [("Alice", "one"), ("Bob", "two")]),
+        (
+            "Alice: one\ncontinued\n\nA new paragraph\nof prose.",
+            [("Alice", "one continued"), (None, "A new paragraph of prose.")],
+        ),
+        ("Just prose.\n\nMore prose.", [(None, "Just prose."), (None, "More prose.")]),
+        ("  \n\n  ", []),
+    ],
+    ids=["turns", "continuation-then-prose", "paragraphs", "blank"],
+)
+def test_plain_text_becomes_turns_and_paragraphs(text: str, expected: list[tuple[str | None, str]]) -> None:
+    assert [(s.speaker, s.text) for s in segments_from_text(text)] == expected
 
 
 def test_a_file_that_does_not_exist_exits_2_with_a_message_on_stderr(tmp_path: Path) -> None:
@@ -289,3 +328,24 @@ def test_runs_relaunch_refuses_a_non_positive_age(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "--older-than must be positive" in result.stderr
+
+
+def test_tutor_answers_a_learner_sentence_offline_and_a_session_builds_up(tmp_path: Path) -> None:
+    db = tmp_path / "tutor.db"
+    first = cli("tutor", "I goes to school yesterday", "--level", "A2", "--session", "learner-1", db=db)
+    second = cli("tutor", "She go to work yesterday", "--session", "learner-1", "--vietnamese", "--quiet", db=db)
+
+    assert first.returncode == 0, first.stderr
+    answer, lines = split_output(first.stdout)
+    assert answer["analysis"]["grammar"]["corrected"] == "I went to school yesterday"
+    assert answer["metadata"]["models_used"] == ["builtin"] and answer["session"]["turn"] == 1
+    assert lines[0].startswith("tutor: ") and lines[-1].endswith(": ok")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("tutor: ") and "strategy explicit_correction" in second.stdout  # tense again
+    assert query(db, "SELECT turns, level FROM tutor_sessions WHERE session_id = 'learner-1'") == [(2, "A2")]
+
+
+def test_tutor_refuses_an_unknown_level_as_a_usage_error(tmp_path: Path) -> None:
+    result = cli("tutor", "Hello", "--level", "Z9", db=tmp_path / "x.db")
+
+    assert result.returncode == 2 and "--level" in result.stderr

@@ -54,10 +54,13 @@ def test_every_field_reads_the_upper_case_variable_of_its_name() -> None:
     env: dict[str, str] = {}
     expected: dict[str, object] = {}
     for f in fields(Settings):
-        if isinstance(f.default, int):
+        kind = str(f.type).removesuffix(" | None")
+        if kind == "int":
             env[f.name.upper()], expected[f.name] = "7", 7
-        elif isinstance(f.default, float):
+        elif kind == "float":
             env[f.name.upper()], expected[f.name] = "7.5", 7.5
+        elif kind == "bool":
+            env[f.name.upper()], expected[f.name] = "no", not f.default
         elif f.name == "log_level":  # validated: one of the logging levels
             env[f.name.upper()] = expected[f.name] = "DEBUG"
         else:
@@ -166,3 +169,13 @@ def test_lower_case_variable_names_are_ignored() -> None:
 def test_an_unknown_log_level_is_a_configuration_error_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="LOG_LEVEL='verbose'"):
         Settings.from_env({"LOG_LEVEL": "verbose"})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("1", True), ("Yes", True), ("off", False), ("0", False)])
+def test_a_boolean_variable_reads_the_usual_spellings(raw: str, value: bool) -> None:
+    assert Settings.from_env({"WARM_ANALYSERS": raw}).warm_analysers is value
+
+
+def test_a_boolean_variable_that_is_neither_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="WARM_ANALYSERS='maybe'"):
+        Settings.from_env({"WARM_ANALYSERS": "maybe"})

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from orchestrator.api import create_app
 from orchestrator.config import Settings
-from orchestrator.domain import WORKERS
-from orchestrator.services import build_services
-from tests.factories import analyze_body
+from orchestrator.wiring import build_services
+from tests.factories import WORKERS, analyze_body
 
 
 def test_the_embedded_api_runs_the_chord_in_process_with_the_builtin_model(embedded_settings: Settings) -> None:

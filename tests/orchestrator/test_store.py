@@ -1,31 +1,43 @@
-"""Persistence on the real PostgreSQL: claims, re-opening, migrations."""
+"""Persistence on the real PostgreSQL: claims and leases, finishing, the outbox, migrations."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import inspect
 
+from orchestrator.dead_letters import DeadLetterMessage
 from orchestrator.migrate import downgrade_database, upgrade_database
-from orchestrator.store import RunStore, create_db_engine
-from tests.factories import make_segments, unique
+from orchestrator.models import AnalysisRun
+from orchestrator.store import Claim, ModelCallRecord, RunStore, StaleLaunch, create_db_engine
+from tests.factories import LEASE, claim_run, expire_lease, finish_claimed, make_segments, unique
 from tests.services import drop_database, recreate_database
 
-TABLES = {"analysis_runs", "llm_calls", "contexts", "alembic_version"}
+TABLES = {"analysis_runs", "llm_calls", "contexts", "dead_letter_outbox", "alembic_version"}
 
 
-def claim(store: RunStore, event_id: str, **extra: object) -> tuple[str, bool]:
-    result = store.claim_run(
-        event_id=event_id,
-        context_id="ctx",
-        source="kafka",
-        request={"segments": make_segments(2), "language": "en", "prompt_ids": {}},
-        **extra,  # type: ignore[arg-type]
-    )
+def claim(store: RunStore, event_id: str) -> tuple[str, bool]:
+    result = claim_run(store, event_id=event_id, source="kafka")
     return result.run.id, result.created
+
+
+def finish(store: RunStore, claim: Claim, status: str = "failed", **extra: Any) -> AnalysisRun | None:
+    return finish_claimed(store, claim, status, result={"summary": status}, **extra)
+
+
+def record(store: RunStore, run_id: str, status: str = "ok") -> None:
+    store.record_call(
+        ModelCallRecord(run_id=run_id, event_id="e", pipeline="analysis", worker="summary", prompt_ref="summary@v1",
+                        model="m", attempt=1,
+                        status=status, output={"summary": "s", "key_points": []} if status == "ok" else None)
+    )  # fmt: skip
 
 
 def test_ten_concurrent_claims_of_one_event_create_exactly_one_run(store: RunStore) -> None:
@@ -37,7 +49,7 @@ def test_ten_concurrent_claims_of_one_event_create_exactly_one_run(store: RunSto
     assert len({run_id for run_id, _ in results}) == 1
 
 
-def test_a_claim_with_save_context_stores_the_segments_for_later_requests(store: RunStore) -> None:
+def test_a_claim_with_a_context_stores_its_input_for_later_requests(store: RunStore) -> None:
     context_id = unique("ctx")
     segments = make_segments(3)
     store.claim_run(
@@ -45,34 +57,147 @@ def test_a_claim_with_save_context_stores_the_segments_for_later_requests(store:
         context_id=context_id,
         source="api",
         request={"segments": segments, "language": "fr", "prompt_ids": {}},
-        save_context=True,
+        lease=LEASE,
+        context={"segments": segments, "language": "fr"},
     )
 
-    context = store.load_context(context_id)
-    assert context is not None
-    assert context.segments == segments and context.language == "fr"
+    assert store.load_context(context_id) == {"segments": segments, "language": "fr"}
 
 
-def test_a_failed_run_reopens_once_per_later_attempt(store: RunStore) -> None:
-    run_id, _ = claim(store, unique("evt"))
-    store.finish_run(run_id, status="failed", result={}, worker_statuses={}, errors={})
+def test_a_failed_run_reopens_once_per_later_attempt_with_a_new_token(store: RunStore) -> None:
+    first = claim_run(store)
+    finish(store, first)
 
-    assert store.reopen_failed_run(run_id, 1, None) is False  # not a later attempt
+    assert store.reopen_failed_run(first.run.id, 1, None, LEASE) is None  # not a later attempt
     with ThreadPoolExecutor(5) as pool:
-        reopened = list(pool.map(lambda _: store.reopen_failed_run(run_id, 2, {"offset": 7}), range(5)))
-    assert reopened.count(True) == 1
-    run = store.get_run(run_id)
+        tokens = list(pool.map(lambda _: store.reopen_failed_run(first.run.id, 2, {"offset": 7}, LEASE), range(5)))
+    winners = [t for t in tokens if t is not None]
+    assert len(winners) == 1 and winners[0] != first.token
+    run = store.get_run(first.run.id)
     assert run is not None and run.status == "pending" and run.attempt == 2 and run.origin == {"offset": 7}
-    assert store.reopen_failed_run(run_id, 3, None) is False  # pending, not failed
+    assert store.reopen_failed_run(first.run.id, 3, None, LEASE) is None  # pending, not failed
 
 
-def test_only_an_old_unlaunched_claim_can_be_taken_over(store: RunStore) -> None:
-    run_id, _ = claim(store, unique("evt"))
+def test_a_claim_is_taken_over_only_after_its_lease_expired_and_by_one_caller(store: RunStore) -> None:
+    claimed = claim_run(store)
+    run_id = claimed.run.id
 
-    assert store.take_over_stale_claim(run_id, timedelta(minutes=5)) is False
-    assert store.take_over_stale_claim(run_id, timedelta(0)) is True
-    store.mark_launched(run_id)
-    assert store.take_over_stale_claim(run_id, timedelta(0)) is False
+    assert store.take_over_claim(run_id, LEASE) is None  # the lease is still valid
+    expire_lease(store, run_id)
+    with ThreadPoolExecutor(5) as pool:
+        tokens = list(pool.map(lambda _: store.take_over_claim(run_id, LEASE), range(5)))
+    winners = [t for t in tokens if t is not None]
+    assert len(winners) == 1
+    assert store.mark_launched(run_id, winners[0])
+    expire_lease(store, run_id)
+    assert store.take_over_claim(run_id, LEASE) is None  # launched: nothing to take over
+
+
+def test_a_launcher_that_lost_its_claim_can_neither_renew_mark_nor_release_it(store: RunStore) -> None:
+    claimed = claim_run(store)
+    run_id, old = claimed.run.id, claimed.token
+    assert old is not None and store.renew_lease(run_id, old, LEASE)
+    expire_lease(store, run_id)
+    new = store.take_over_claim(run_id, LEASE)
+    assert new is not None
+
+    assert not store.renew_lease(run_id, old, LEASE)
+    assert not store.mark_launched(run_id, old)
+    store.release_claim(run_id, old)
+    run = store.get_run(run_id)
+    assert run is not None and run.claim_token == new and run.launched_at is None  # untouched
+
+
+def test_releasing_a_claim_deletes_a_fresh_run_but_never_model_call_history(store: RunStore) -> None:
+    fresh = claim_run(store)
+    assert fresh.token is not None
+    store.release_claim(fresh.run.id, fresh.token)
+    assert store.get_run(fresh.run.id) is None
+
+    with_calls = claim_run(store)
+    assert with_calls.token is not None
+    record(store, with_calls.run.id)
+    store.release_claim(with_calls.run.id, with_calls.token)
+    run = store.get_run(with_calls.run.id)
+    assert run is not None and len(store.calls_for(run.id)) == 1
+    assert store.take_over_claim(run.id, LEASE) is not None  # released: its lease ended
+
+
+def test_a_task_of_a_superseded_launch_is_stale_and_the_first_task_marks_the_run_launched(store: RunStore) -> None:
+    claimed = claim_run(store)
+    run_id, token = claimed.run.id, claimed.token
+    assert token is not None
+    with pytest.raises(StaleLaunch):
+        store.load_job(run_id, "summary", "another-token")
+
+    job = store.load_job(run_id, "summary", token)
+
+    assert job.run_id == run_id and job.previous_output is None
+    run = store.get_run(run_id)
+    assert run is not None and run.launched_at is not None
+    expire_lease(store, run_id)
+    assert store.take_over_claim(run_id, LEASE) is None  # a task runs: no takeover any more
+
+
+def test_finishing_is_a_compare_and_set_on_attempt_token_and_pending(store: RunStore) -> None:
+    claimed = claim_run(store)
+    assert finish(store, claimed, "ok") is not None
+
+    assert finish(store, claimed, "failed") is None  # a duplicate aggregate
+    stale = replace(claimed, token="an-older-launch")
+    assert finish(store, stale, "failed") is None
+    run = store.get_run(claimed.run.id)
+    assert run is not None and run.status == "ok" and run.result == {"summary": "ok"}
+
+
+def test_a_dead_letter_is_stored_with_the_failed_run_and_only_when_the_run_is_stored(store: RunStore) -> None:
+    claimed = claim_run(store, source="kafka")
+    letter = DeadLetterMessage(key=b"k", value=b'{"reason": "x"}', headers=[("h", b"\x00\xff")])
+
+    assert finish(store, claimed, dead_letter=lambda run: letter) is not None
+    assert finish(store, claimed, dead_letter=lambda run: letter) is None  # duplicate: no second letter
+
+    waiting = [e for e in store.outbox_entries() if e.run_id == claimed.run.id]
+    assert len(waiting) == 1
+    sent: list[DeadLetterMessage] = []
+    assert store.publish_outbox(sent.extend, limit=1000) >= 1
+    assert letter in sent
+    assert not [e for e in store.outbox_entries() if e.run_id == claimed.run.id]
+
+
+def test_a_failed_publication_keeps_the_letters_and_counts_the_attempt(store: RunStore) -> None:
+    claimed = claim_run(store, source="kafka")
+    letter = DeadLetterMessage(key=None, value=b"{}", headers=[])
+    finish(store, claimed, dead_letter=lambda run: letter)
+
+    def kafka_down(letters: list[DeadLetterMessage]) -> None:
+        raise TimeoutError("no broker")
+
+    with pytest.raises(TimeoutError):
+        store.publish_outbox(kafka_down)
+
+    (entry,) = [e for e in store.outbox_entries() if e.run_id == claimed.run.id]
+    assert entry.attempts == 1 and entry.last_error == "TimeoutError: no broker"
+    store.publish_outbox(lambda letters: None, limit=1000)
+
+
+def test_concurrent_publishers_never_send_the_same_letter_twice(store: RunStore) -> None:
+    store.publish_outbox(lambda letters: None, limit=10_000)  # start from an empty outbox
+    for n in range(40):
+        claimed = claim_run(store, source="kafka")
+        finish(store, claimed, dead_letter=lambda run, n=n: DeadLetterMessage(None, str(n).encode(), []))
+    sent: list[bytes] = []
+    lock = threading.Lock()
+
+    def slow_send(letters: list[DeadLetterMessage]) -> None:
+        time.sleep(0.05)
+        with lock:
+            sent.extend(letter.value for letter in letters)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: store.publish_outbox(slow_send, limit=5), range(20)))
+
+    assert sorted(sent, key=int) == [str(n).encode() for n in range(40)]
 
 
 def test_migrations_upgrade_and_downgrade_on_postgresql() -> None:

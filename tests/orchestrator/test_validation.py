@@ -16,9 +16,11 @@ from sqlalchemy import func, select
 
 from orchestrator.api import create_app
 from orchestrator.config import Settings
-from orchestrator.domain import AnalysisRequest, Segment
+from orchestrator.domain import RunRequest
 from orchestrator.models import AnalysisRun, Context, LlmCall
-from orchestrator.schemas import AnalysisTaskSchema, AnalyzeRequestSchema, Limits, SummaryOutputSchema
+from orchestrator.pipelines import load_pipelines
+from orchestrator.pipelines.analysis import SummaryOutputSchema
+from orchestrator.schemas import Limits
 from orchestrator.store import RunStore
 from tests.factories import make_segments, unique
 
@@ -51,6 +53,11 @@ def with_segment(bad: Any, index: int = 0) -> dict[str, Any]:
 
 def seg(**fields: Any) -> dict[str, Any]:
     return {"id": "s1", "text": "A perfectly fine sentence.", **fields}
+
+
+def load(data: Any, limits: Limits | None = None, *, event: bool = False) -> RunRequest:
+    """Validate ``data`` as an HTTP body (or, with ``event``, a Kafka event), as the boundaries do."""
+    return load_pipelines(limits=limits).load_request(data, event=event)
 
 
 def raw(data: str | bytes, content_type: str = JSON_TYPE) -> dict[str, Any]:
@@ -319,45 +326,54 @@ def test_the_api_applies_the_limits_of_its_settings(embedded_settings: Settings)
 
 
 def test_a_body_with_every_optional_field_loads_into_an_analysis_request_of_segments() -> None:
-    loaded = AnalyzeRequestSchema().load(
+    segments = [
+        {"id": "s1", "text": "Bom dia.", "speaker": None, "start_ms": 0, "end_ms": 1500},
+        {"id": "s2", "text": "Boa tarde.", "speaker": "Ana", "start_ms": 1500, "end_ms": 1500},
+    ]
+    loaded = load(
         {
             "context_id": "debate-1",
             "language": "pt-BR",
-            "segments": [
-                {"id": "s1", "text": "Bom dia.", "speaker": None, "start_ms": 0, "end_ms": 1500},
-                {"id": "s2", "text": "Boa tarde.", "speaker": "Ana", "start_ms": 1500, "end_ms": 1500},
-            ],
+            "segments": segments,
             "prompt_ids": {"summary": "summary@v2", "argument": "argument@v1"},
         }
     )
 
-    assert isinstance(loaded, AnalysisRequest)
-    assert loaded == AnalysisRequest(
+    assert loaded == RunRequest(
+        pipeline="analysis",
         context_id="debate-1",
-        language="pt-BR",
-        segments=(
-            Segment(id="s1", text="Bom dia.", speaker=None, start_ms=0, end_ms=1500),
-            Segment(id="s2", text="Boa tarde.", speaker="Ana", start_ms=1500, end_ms=1500),
-        ),
+        input={"language": "pt-BR", "segments": segments},
         prompt_ids={"summary": "summary@v2", "argument": "argument@v1"},
         event_id=None,
     )
-    assert isinstance(loaded.segments, tuple)
-    assert all(isinstance(s, Segment) for s in loaded.segments)
 
 
 def test_omitted_optional_fields_get_their_defaults() -> None:
-    loaded = AnalyzeRequestSchema().load({"context_id": "c1", "segments": [{"id": "s1", "text": "Hi."}]})
+    loaded = load({"context_id": "c1", "segments": [{"id": "s1", "text": "Hi."}]})
 
-    assert loaded == AnalysisRequest(
-        context_id="c1", segments=(Segment(id="s1", text="Hi."),), language=None, prompt_ids={}, event_id=None
+    assert loaded == RunRequest(
+        pipeline="analysis",
+        context_id="c1",
+        input={
+            "language": None,
+            "segments": [{"id": "s1", "text": "Hi.", "speaker": None, "start_ms": None, "end_ms": None}],
+        },
     )
 
 
-def test_omitted_segments_load_as_none_to_reuse_the_stored_context() -> None:
-    loaded = AnalyzeRequestSchema().load({"context_id": "c1"})
+def test_omitted_segments_load_as_incomplete_input_to_reuse_the_stored_context() -> None:
+    loaded = load({"context_id": "c1"})
 
-    assert loaded.segments is None
+    assert loaded.input["segments"] is None and not loaded.input_complete
+
+
+def test_a_request_may_name_its_pipeline_and_an_unknown_one_is_a_field_error() -> None:
+    assert load({"pipeline": "analysis", "context_id": "c1"}).pipeline == "analysis"
+    with pytest.raises(ValidationError) as raised:
+        load({"pipeline": "astrology", "context_id": "c1"})
+    assert list(raised.value.messages) == ["pipeline"]
+    with pytest.raises(ValidationError):
+        load({"pipeline": ["analysis"], "context_id": "c1"})
 
 
 @pytest.mark.parametrize(
@@ -373,10 +389,10 @@ def test_a_value_with_leading_white_space_is_not_taken_for_a_blank_one(name: str
     else:
         request["segments"][0]["text"] = value
 
-    loaded = AnalyzeRequestSchema().load(request)
+    loaded = load(request)
 
-    assert loaded.segments is not None
-    assert value in (loaded.context_id, loaded.segments[0].id, loaded.segments[0].text)
+    segment = loaded.input["segments"][0]
+    assert value in (loaded.context_id, segment["id"], segment["text"])
 
 
 def test_a_model_summary_with_leading_white_space_is_accepted() -> None:
@@ -386,10 +402,10 @@ def test_a_model_summary_with_leading_white_space_is_accepted() -> None:
 
 
 def test_task_schema_loads_the_event_id_into_the_request() -> None:
-    loaded = AnalysisTaskSchema().load({"event_id": "evt-1", "context_id": "c1", "segments": [seg()]})
+    loaded = load({"event_id": "evt-1", "context_id": "c1", "segments": [seg()]}, event=True)
 
     assert loaded.event_id == "evt-1"
-    assert loaded.segments == (Segment(id="s1", text="A perfectly fine sentence."),)
+    assert [s["text"] for s in loaded.input["segments"]] == ["A perfectly fine sentence."]
 
 
 @pytest.mark.parametrize(
@@ -408,7 +424,7 @@ def test_task_schema_refuses_a_bad_event_naming_the_field(
     event: dict[str, Any], field_name: str, message: str | None
 ) -> None:
     with pytest.raises(ValidationError) as raised:
-        AnalysisTaskSchema().load(event)
+        load(event, event=True)
 
     messages: Any = raised.value.messages
     assert list(messages) == [field_name]
@@ -427,10 +443,10 @@ def test_a_request_exactly_at_every_custom_limit_is_accepted() -> None:
         "segments": [{"id": "i" * 5, "text": "x" * 10}, {"id": "b", "text": "y" * 5}, {"id": "c", "text": "z" * 5}],
     }
 
-    loaded = AnalyzeRequestSchema(limits=SMALL).load(request)
-    task = AnalysisTaskSchema(limits=SMALL).load({**request, "event_id": "e" * 5})
+    loaded = load(request, SMALL)
+    task = load({**request, "event_id": "e" * 5}, SMALL, event=True)
 
-    assert loaded.segments is not None and len(loaded.segments) == 3
+    assert len(loaded.input["segments"]) == 3
     assert task.event_id == "e" * 5
 
 
@@ -463,10 +479,8 @@ def test_a_request_exactly_at_every_custom_limit_is_accepted() -> None:
 def test_custom_limits_are_enforced_with_their_own_numbers(
     request_body: dict[str, Any], expected: dict[str, Any]
 ) -> None:
-    schema = AnalysisTaskSchema(limits=SMALL) if "event_id" in request_body else AnalyzeRequestSchema(limits=SMALL)
-
     with pytest.raises(ValidationError) as raised:
-        schema.load(request_body)
+        load(request_body, SMALL, event="event_id" in request_body)
 
     assert raised.value.messages == expected
 
