@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-quality clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/realtime_overhead.py
+
+## make bench-quality: precision/recall of the builtin analysis on labelled segments (dev and held-out), and latency
+bench-quality: install
+	$(BIN)/python benchmarks/analysis_quality.py
 
 clean:
 	rm -rf $(VENV) *.egg-info demo.db*

@@ -6,7 +6,8 @@ Two conventions keep the lexicon readable:
 * ``...`` is a gap of a few words inside one sentence (``"either ... or"``);
 * an apostrophe also matches the typographic one (``you're`` / ``you’re``).
 
-Adding a cue here is enough; ``builtin.py`` has no per-cue code.
+The fallacy, bias and implication rules in ``argument_patterns.py`` combine
+these words with the sentence's dependency parse.
 """
 
 from __future__ import annotations
@@ -90,10 +91,22 @@ AGAINST_CUES: tuple[str, ...] = (
     "must not",
     "mustn't",
     "i oppose",
-    "against",
+    "i'm against",
+    "i am against",
+    "we're against",
+    "against it",
+    "against this",
+    "against that",
     "no way",
     "bad idea",
     "not convinced",
+    "i doubt",
+    "would not work",
+    "wouldn't work",
+    "won't work",
+    "will not work",
+    "not solve",
+    "not the answer",
 )
 FOR_CUES: tuple[str, ...] = (
     "i agree",
@@ -109,156 +122,653 @@ FOR_CUES: tuple[str, ...] = (
     "we must",
     "we need to",
 )
+#: Cues of agreeing with what was said before (unlike "we should", they side with the
+#: main claim even when another speaker says them).
+AGREEMENT_CUES: tuple[str, ...] = (
+    "i agree",
+    "agree with",
+    "exactly",
+    "that's right",
+    "that is right",
+    "good point",
+    "good idea",
+    "i support",
+    "in favour of",
+    "in favor of",
+    "absolutely",
+    "definitely",
+    "right call",
+    "well said",
+    "spot on",
+)
+#: Words that open a reply against what was said ("But ...", "No, ...").
+CONTRAST_OPENERS: frozenset[str] = frozenset({"but", "however", "no", "actually", "nonsense", "rubbish"})
 
-#: Markers of a consequence or implication.
-IMPLICATION_CUES: tuple[str, ...] = (
+#: Words that mark a conditional ("if X, Y will ...") when they introduce a clause.
+CONDITIONAL_MARKS: frozenset[str] = frozenset({"if", "unless", "provided", "providing", "once"})
+#: Modal auxiliaries of a consequence clause ("... Y will happen").
+CONSEQUENCE_MODALS: frozenset[str] = frozenset(
+    {"will", "'ll", "wo", "would", "'d", "could", "might", "may", "must", "going", "gon"}
+)
+#: Verbs that state a cause-effect link ("X leads to Y").
+CAUSAL_VERBS: frozenset[str] = frozenset(
+    {"cause", "lead", "result", "drive", "trigger", "produce", "force", "push", "spark", "fuel", "create", "mean"}
+)
+#: Sentence adverbs and phrases that introduce a consequence.
+CONSEQUENCE_CUES: tuple[str, ...] = (
     "therefore",
     "thus",
     "hence",
     "consequently",
     "as a result",
+    "as a consequence",
     "which means",
     "this means",
     "that means",
-    ", so",
-    "and so",
-    "so that",
-    "will lead to",
-    "would lead to",
-    "leads to",
-    "could result in",
-    "would result in",
-    "will result in",
-    "will cause",
-    "the consequence",
-    "implies",
-    "if ... then",
+    "it means",
+    "that is why",
+    "that's why",
+    "this is why",
+    "due to",
+    "because of",
+    "the upshot",
+    "in turn",
+)
+#: Nouns for an action or decision: as the subject of "will ..." they make a consequence.
+EVENT_NOUNS: frozenset[str] = frozenset(
+    {
+        "decision", "policy", "change", "plan", "move", "law", "rule", "cut", "ban", "tax", "increase",
+        "rise", "delay", "shortage", "closure", "reform", "merger", "strike", "drop", "fall", "this", "that",
+    }
+)  # fmt: skip
+
+# --- fallacies and biases: the words the patterns in argument_patterns.py look for ---
+
+#: People one knows: "my neighbour does" is a single case.
+ACQUAINTANCES: frozenset[str] = frozenset(
+    {
+        "neighbour", "neighbor", "cousin", "friend", "uncle", "aunt", "brother", "sister", "colleague",
+        "boss", "mum", "mom", "dad", "mother", "father", "wife", "husband", "roommate", "flatmate",
+        "coworker", "son", "daughter", "grandma", "grandmother", "grandpa", "grandfather", "nephew",
+        "niece", "classmate", "landlord", "partner", "kid", "girlfriend", "boyfriend",
+    }
+)  # fmt: skip
+#: Words of a sweeping claim ("they all", "never", "everybody").
+UNIVERSALS: frozenset[str] = frozenset(
+    {"everyone", "everybody", "all", "every", "nobody", "never", "always", "none", "anyone", "anybody"}
+)
+#: Words that say a judgment rests on a small sample ("one bad meal", "the last contractor").
+FEW: frozenset[str] = frozenset({"one", "two", "single", "once", "last", "a", "an", "that"})
+
+#: Insults and derogatory labels for a person or their way of thinking.
+INSULTS: frozenset[str] = frozenset(
+    {
+        "idiot", "stupid", "lazy", "greedy", "liar", "hypocrite", "clueless", "naive", "incompetent",
+        "moron", "fool", "foolish", "ignorant", "corrupt", "amateur", "dumb", "arrogant", "crook",
+        "loser", "snowflake", "dinosaur", "hack", "shill", "crank", "nutter", "lunatic", "dishonest",
+        "biased", "bitter", "spoiled", "entitled", "silly", "pathetic", "brainwashed", "gullible",
+        "selfish", "careless", "sloppy", "useless",
+    }
+)  # fmt: skip
+#: Nouns for a way of thinking: an insult about it is about the person ("lazy thinking").
+MINDSET_NOUNS: frozenset[str] = frozenset({"thinking", "mindset", "attitude", "logic", "reasoning", "brain", "mind"})
+#: Personal traits used to disqualify a speaker ("too young to have an opinion").
+DISQUALIFYING_TRAITS: frozenset[str] = frozenset(
+    {"young", "old", "rich", "poor", "inexperienced", "new", "emotional", "junior", "privileged"}
+)
+#: Verbs of taking someone seriously ("why would we listen to you").
+CREDENCE_VERBS: frozenset[str] = frozenset({"trust", "listen", "believe", "take", "heed", "respect"})
+#: Phrases that attack the speaker's standing or motives.
+AD_HOMINEM_CUES: tuple[str, ...] = (
+    "what would you know",
+    "what would he know",
+    "what would she know",
+    "what do you know",
+    "who are you to",
+    "coming from someone",
+    "from someone who",
+    "from a person who",
+    "people like you",
+    "you would say that",
+    "of course you would",
+    "of course he would",
+    "of course she would",
+    "of course they would",
+    "you only say that",
+    "he only says that",
+    "she only says that",
+    "of course she supports",
+    "of course he supports",
+    "of course they support",
 )
 
-#: Fallacy type -> (explanation, cues).
-FALLACY_CUES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ad_hominem": (
-        "Attacks the person instead of their argument.",
-        (
-            "you're an idiot",
-            "you are an idiot",
-            "people like you",
-            "you're stupid",
-            "you don't know what you're talking about",
-            "what would you know",
-        ),
-    ),
-    "straw_man": (
-        "Restates the other position in a distorted, easier-to-attack form.",
-        (
-            "so you're saying",
-            "so what you're saying",
-            "so you are saying",
-            "you just want",
-        ),
-    ),
-    "slippery_slope": (
-        "Claims a small step will inevitably lead to an extreme outcome.",
-        (
-            "next thing you know",
-            "will inevitably lead to",
-            "before you know it",
-            "where does it end",
-            "it's a slippery slope",
-        ),
-    ),
-    "false_dilemma": (
-        "Presents only two options when more exist.",
-        (
-            "either ... or",
-            "the only option",
-            "the only choice",
-            "the only way",
-            "there is no alternative",
-            "there's no alternative",
-        ),
-    ),
-    "appeal_to_authority": (
-        "Relies on an authority's status rather than on evidence.",
-        (
-            "experts agree",
-            "experts say",
-            "as a famous",
-            "scientists say",
-            "a doctor told me",
-        ),
-    ),
-    "bandwagon": (
-        "Argues something is true or good because many people believe it.",
-        (
-            "everyone knows",
-            "everybody knows",
-            "everybody",
-            "everyone agrees",
-            "most people think",
-            "nobody believes",
-        ),
-    ),
-    "hasty_generalization": (
-        "Draws a sweeping conclusion from too little evidence.",
-        ("always", "never", "all of them", "every single", "none of them"),
-    ),
-    "appeal_to_emotion": (
-        "Uses emotion in place of a reasoned argument.",
-        (
-            "think of the children",
-            "think about the children",
-            "how would you feel",
-            "imagine how",
-        ),
-    ),
-}
+#: Verbs a straw man puts in the other side's mouth.
+REPHRASE_VERBS: frozenset[str] = frozenset(
+    {"say", "want", "think", "mean", "suggest", "believe", "claim", "propose", "expect", "imply"}
+)
+#: Words that present a restatement of the other side ("so you're saying", "in other words").
+REPHRASE_MARKERS: tuple[str, ...] = (
+    "so you",
+    "so what you",
+    "so basically",
+    "in other words",
+    "what you're really",
+    "what you are really",
+    "what you really",
+    "apparently",
+    "basically",
+    "essentially",
+    "so your",
+)
+#: People whose position a straw man restates.
+OPPONENTS: frozenset[str] = frozenset(
+    {"you", "he", "she", "they", "opponent", "colleague", "friend", "side", "critics", "rival", "member"}
+)
 
-#: Cognitive bias type -> (explanation, cues).
-BIAS_CUES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "confirmation_bias": (
-        "Favours information that confirms an existing belief.",
-        (
-            "proves my point",
-            "as i always said",
-            "as i said before",
-            "i knew it",
-            "just as i expected",
-        ),
-    ),
-    "anchoring": (
-        "Relies too heavily on the first figure or fact mentioned.",
-        (
-            "the first number",
-            "the original figure",
-            "compared to the initial",
-            "starting from",
-            "the first estimate",
-        ),
-    ),
-    "availability_heuristic": (
-        "Judges likelihood from a vivid or recent example.",
-        (
-            "i heard about a case",
-            "just last week",
-            "i saw on the news",
-            "i know someone who",
-            "the other day",
-        ),
-    ),
-    "overconfidence": (
-        "Expresses more certainty than the evidence supports.",
-        (
-            "definitely",
-            "certainly",
-            "no doubt",
-            "without a doubt",
-            "guaranteed",
-            "100%",
-        ),
-    ),
-    "in_group_bias": (
-        "Favours one's own group over others.",
-        ("people like us", "our kind", "us versus them", "us vs them", "those people"),
-    ),
-}
+#: Outcomes extreme enough to end a slippery slope.
+EXTREME_OUTCOMES: frozenset[str] = frozenset(
+    {
+        "fail", "collapse", "die", "ruin", "ruined", "nothing", "nobody", "everything", "whole", "every",
+        "bankrupt", "chaos", "destroy", "end", "disappear", "empty", "anarchy", "disaster", "crumble",
+        "lose", "never", "all", "total", "entire", "everyone", "doom", "doomed", "finished", "wreck",
+    }
+)  # fmt: skip
+#: Words of escalation between consequences ("soon", "next", "eventually").
+ESCALATION: frozenset[str] = frozenset({"soon", "next", "eventually", "later", "ultimately", "finally"})
+SLIPPERY_SLOPE_CUES: tuple[str, ...] = (
+    "next thing you know",
+    "before you know it",
+    "before long",
+    "where does it end",
+    "where will it end",
+    "thin end of the wedge",
+    "open the floodgates",
+    "opens the floodgates",
+    "what's next",
+    "it's only a matter of time",
+    "will inevitably lead to",
+)
+
+FALSE_DILEMMA_CUES: tuple[str, ...] = (
+    "only two options",
+    "only two choices",
+    "only two ways",
+    "only two possibilities",
+    "only two paths",
+    "only two outcomes",
+    "no middle ground",
+    "no third option",
+    "no third way",
+    "no other option",
+    "no other choice",
+    "there is no alternative",
+    "there's no alternative",
+    "one or the other",
+    "it's that simple",
+    "it is that simple",
+    "simple as that",
+    "with us or against us",
+)
+
+#: People whose word is taken as proof.
+AUTHORITIES: frozenset[str] = frozenset(
+    {
+        "expert", "scientist", "doctor", "professor", "ceo", "celebrity", "actor", "actress", "star",
+        "president", "minister", "pope", "priest", "guru", "dr.", "dr", "prof.", "prof", "physician",
+        "economist", "director", "boss", "chairman", "founder", "influencer", "singer", "athlete",
+        "footballer", "winner", "laureate", "authority", "specialist", "genius", "billionaire",
+    }
+)  # fmt: skip
+#: Vague authorities that "agree" with no evidence ("experts agree").
+ANONYMOUS_AUTHORITIES: frozenset[str] = frozenset({"experts", "scientists", "doctors", "specialists", "economists"})
+#: A conclusion drawn from someone's word or from popularity ("so it must be", "that settles it").
+DEFERENCE_CUES: tuple[str, ...] = (
+    "so it must",
+    "it must be",
+    "must be true",
+    "must be right",
+    "must be correct",
+    "must be good",
+    "must be safe",
+    "must be the best",
+    "can't be wrong",
+    "cannot be wrong",
+    "can't all be wrong",
+    "cannot all be wrong",
+    "can't be bad",
+    "that settles it",
+    "settles it",
+    "case closed",
+    "who are we to",
+    "who am i to",
+    "no need to check",
+    "no need to question",
+    "good enough for",
+    "if he says so",
+    "if she says so",
+    "if they say so",
+    "that's enough for me",
+    "knows best",
+    "know best",
+    "so it's true",
+    "so it is true",
+    "so it works",
+    "so it was fine",
+    "so it was right",
+    "so it is right",
+    "so it's right",
+    "must work",
+    "should trust",
+    "we should too",
+    "so should we",
+    "we should as well",
+    "get on board",
+    "jump on",
+    "don't be left behind",
+    "don't get left behind",
+    "be the only ones",
+    "join them",
+    "join the",
+)
+#: Subjects that stand for many people ("millions of people", "the whole office").
+CROWDS: frozenset[str] = frozenset(
+    {
+        "everyone", "everybody", "millions", "thousands", "majority", "most", "whole", "all", "nobody",
+        "competitors", "crowds", "world", "country", "nation", "internet", "generation",
+    }
+)  # fmt: skip
+BANDWAGON_CUES: tuple[str, ...] = (
+    "everyone knows",
+    "everybody knows",
+    "everyone's doing it",
+    "everybody's doing it",
+    "everyone is doing it",
+    "everybody is doing it",
+    "everyone agrees",
+    "everybody agrees",
+    "nobody believes that anymore",
+    "all the cool",
+    "the popular choice",
+    "trending",
+)
+
+#: Words that stir feelings rather than give reasons.
+EMOTIVE_WORDS: frozenset[str] = frozenset(
+    {
+        "children", "child", "kids", "families", "family", "tears", "suffer", "suffering", "pain",
+        "die", "dying", "poor", "innocent", "victims", "mother", "grandmother", "grandma", "homes",
+        "hungry", "starving", "cry", "crying", "heart", "heartbroken", "lonely", "alone", "animals",
+        "puppies", "babies", "baby", "elderly", "orphans", "frightened", "terrified", "devastated",
+        "grief", "shame", "ashamed", "conscience", "souls", "misery", "helpless",
+    }
+)  # fmt: skip
+#: Verbs that ask the listener to picture something ("imagine", "think of").
+PICTURE_VERBS: frozenset[str] = frozenset({"imagine", "think", "picture", "consider", "remember", "look"})
+APPEAL_TO_EMOTION_CUES: tuple[str, ...] = (
+    "think of the children",
+    "think about the children",
+    "how would you feel",
+    "how would you like it",
+    "how would it feel",
+    "if you had any heart",
+    "if you had a heart",
+    "have a heart",
+    "if you cared",
+    "if you really cared",
+    "if you care about",
+    "blood on your hands",
+    "counting on you",
+    "on your conscience",
+    "shame on you",
+    "for the sake of",
+    "don't you care",
+    "do you even care",
+    "if you had any decency",
+    "if you had any compassion",
+)
+
+#: What tradition is appealed to ("for centuries", "my grandparents").
+TRADITION_CUES: tuple[str, ...] = (
+    "always done",
+    "always been done",
+    "always been",
+    "always worked",
+    "always had",
+    "always used",
+    "always run",
+    "always held",
+    "for centuries",
+    "for generations",
+    "for decades",
+    "for hundreds of years",
+    "for a hundred years",
+    "since forever",
+    "since the beginning",
+    "tradition",
+    "traditional",
+    "grandparents",
+    "grandfather",
+    "grandmother",
+    "ancestors",
+    "forefathers",
+    "our parents",
+    "my parents",
+    "the old way",
+    "the way it's always",
+    "the way it has always",
+    "the way we've always",
+    "how it's always",
+    "how we've always",
+)
+#: What tradition is said to justify ("no reason to change", "that's how it should stay").
+CONSERVE_CUES: tuple[str, ...] = (
+    "no reason to change",
+    "no need to change",
+    "why change",
+    "why should we change",
+    "shouldn't change",
+    "should not change",
+    "shouldn't modernise",
+    "shouldn't modernize",
+    "should not modernise",
+    "should not modernize",
+    "should stay",
+    "should remain",
+    "stay that way",
+    "keep it that way",
+    "keep doing",
+    "worked fine",
+    "worked well",
+    "worked for them",
+    "worked for us",
+    "good enough",
+    "don't fix",
+    "ain't broke",
+    "isn't broken",
+    "how it should stay",
+    "how it should be",
+    "must stay",
+    "must remain",
+    "must be right",
+    "must be the right",
+    "so it's right",
+    "so it is right",
+    "we shouldn't",
+    "we should not",
+    "no reason to",
+    "leave it",
+)
+
+#: Words that put one event after another ("after", "ever since").
+SEQUENCE_CUES: tuple[str, ...] = (
+    "after",
+    "ever since",
+    "right after",
+    "just after",
+    "soon after",
+    "since we",
+    "since they",
+    "since he",
+    "since she",
+    "since i",
+    "as soon as",
+    "the year",
+    "the day",
+    "the week",
+    "the month",
+    "and then",
+    "the moment",
+    "when we",
+    "when i",
+    "when they",
+)
+#: A causal conclusion drawn from that sequence ("so the logo caused it").
+CAUSAL_CONCLUSION_CUES: tuple[str, ...] = (
+    "caused",
+    "causes",
+    "cause of",
+    "proves",
+    "proof that",
+    "so the ... work",
+    "so the ... works",
+    "so the ... worked",
+    "so it works",
+    "so it worked",
+    "must be doing",
+    "must have",
+    "must be why",
+    "must be the reason",
+    "that's why",
+    "that is why",
+    "is what broke",
+    "is what fixed",
+    "is what caused",
+    "did the trick",
+    "thanks to",
+    "because of",
+    "the reason",
+    "clearly worked",
+    "obviously worked",
+    "is to blame",
+    "to blame for",
+    "responsible for",
+    "brought us",
+    "brings us",
+    "brings bad luck",
+    "bring luck",
+    "brought luck",
+)
+
+#: Reasons that are the claim itself or its source's own word.
+CIRCULAR_CUES: tuple[str, ...] = (
+    "because it says so",
+    "because it says it",
+    "because i said so",
+    "because i say so",
+    "because they say so",
+    "because it is true",
+    "because it's true",
+    "by definition",
+    "because it is the rule",
+    "because it's the rule",
+    "because that's the rule",
+    "because that's how it is",
+    "because it just is",
+)
+
+CONFIRMATION_BIAS_CUES: tuple[str, ...] = (
+    "proves my point",
+    "proves i was right",
+    "proves i'm right",
+    "proves me right",
+    "as i always said",
+    "as i said before",
+    "i knew it",
+    "just as i expected",
+    "just as i thought",
+    "told you so",
+    "confirms what i",
+    "confirms my",
+    "what i always believed",
+    "what i always thought",
+    "what i've always",
+    "i don't need to read",
+    "i don't need to look",
+    "i don't need to see",
+    "don't need to read the other",
+    "don't fit my",
+    "doesn't fit my",
+    "don't match my",
+    "who agree with me",
+    "that agree with me",
+    "that agrees with me",
+    "who agrees with me",
+    "which agree with me",
+    "that support my",
+    "that supports my",
+    "only listen to",
+    "only read",
+    "only follow",
+    "only trust",
+    "only watch",
+)
+#: Evidence one may ignore; ignoring its contrary part is confirmation bias.
+CONTRARY_EVIDENCE: tuple[str, ...] = (
+    "negative reviews",
+    "bad reviews",
+    "critical reviews",
+    "other studies",
+    "studies that disagree",
+    "the critics",
+    "contrary",
+    "opposing",
+    "counterexamples",
+    "data that",
+    "results that",
+    "numbers that",
+    "evidence against",
+)
+#: Verbs of setting evidence aside.
+DISMISS_VERBS: frozenset[str] = frozenset({"ignore", "dismiss", "disregard", "discard", "skip", "overlook"})
+
+#: The first figure a judgment leans on ("their opening offer was 40 percent").
+ANCHOR_WORDS: frozenset[str] = frozenset(
+    {"first", "original", "originally", "initial", "initially", "opening", "listed", "list", "asking", "started",
+     "starting", "sticker", "usual", "normally", "full", "retail", "was", "were"}
+)  # fmt: skip
+#: A judgment relative to that figure ("a bargain", "isn't that bad").
+RELATIVE_JUDGMENTS: tuple[str, ...] = (
+    "bargain",
+    "a steal",
+    "cheap",
+    "reasonable",
+    "not that bad",
+    "isn't that bad",
+    "not so bad",
+    "not bad",
+    "good deal",
+    "great deal",
+    "a deal",
+    "looks cheap",
+    "feels cheap",
+    "generous",
+    "a lot less",
+    "much less",
+    "much better",
+    "sounds fair",
+    "fair enough",
+    "only",
+    "a discount",
+    "a relief",
+    "quite good",
+    "pretty good",
+    "good price",
+    "affordable",
+)
+
+#: A vivid or recent case one has seen or heard about.
+EXPOSURE_CUES: tuple[str, ...] = (
+    "on the news",
+    "in the news",
+    "i saw",
+    "i read about",
+    "i heard about",
+    "i heard of",
+    "saw a video",
+    "a video of",
+    "a story about",
+    "read a story",
+    "all over social media",
+    "on tv",
+    "just yesterday",
+    "last week",
+    "the other day",
+    "last night",
+)
+#: A judgment of how likely or risky something is.
+LIKELIHOOD_JUDGMENTS: tuple[str, ...] = (
+    "dangerous",
+    "risky",
+    "unsafe",
+    "common",
+    "likely",
+    "all the time",
+    "happens a lot",
+    "everywhere",
+    "rare",
+    "safe",
+    "too risky",
+    "deadly",
+    "epidemic",
+    "on the rise",
+    "skyrocketing",
+    "never going to",
+)
+
+OVERCONFIDENCE_CUES: tuple[str, ...] = (
+    "absolutely certain",
+    "absolutely sure",
+    "completely certain",
+    "100% sure",
+    "100% certain",
+    "100 percent sure",
+    "hundred percent sure",
+    "guaranteed",
+    "guarantee it",
+    "i guarantee",
+    "no way this can",
+    "no way this will",
+    "no way we can",
+    "no way we will",
+    "no way it can",
+    "no way it will",
+    "no way we'll",
+    "can't possibly fail",
+    "cannot possibly fail",
+    "can't possibly go wrong",
+    "can't go wrong",
+    "cannot go wrong",
+    "can't fail",
+    "cannot fail",
+    "zero chance",
+    "zero risk",
+    "not a chance",
+    "without a doubt",
+    "there's no chance",
+    "there is no chance",
+    "nothing can go wrong",
+    "nothing could go wrong",
+    "i'm never wrong",
+    "i am never wrong",
+    "trust me",
+)
+
+IN_GROUP_CUES: tuple[str, ...] = (
+    "people like us",
+    "those people",
+    "our kind",
+    "their kind",
+    "us versus them",
+    "us vs them",
+    "us against them",
+    "one of us",
+    "not one of us",
+    "outsiders",
+    "our own people",
+    "our own kind",
+    "our own university",
+    "our own school",
+    "our own town",
+    "our own country",
+    "people from our",
+    "people from outside",
+    "unlike them",
+    "unlike those",
+    "unlike the",
+    "not like us",
+    "real locals",
+)
+#: Words of superiority of one's own group ("our team would never", "we just work harder").
+SUPERIORITY_WORDS: frozenset[str] = frozenset(
+    {"better", "harder", "smarter", "never", "superior", "best", "always", "only", "more", "stronger"}
+)

@@ -133,6 +133,10 @@ class ImplicationSchema(OutputSchema):
     text = Text(required=True, validate=NOT_BLANK)
     segment_id = Text(load_default=None, allow_none=True)
     speaker = Text(load_default=None, allow_none=True)
+    #: Optional (the builtin analyser gives them): "conditional", "causal" or
+    #: "consequence", and which words showed it.
+    kind = Text(load_default=None, allow_none=True)
+    explanation = Text(load_default="")
 
 
 class SentimentScoreSchema(OutputSchema):
@@ -280,4 +284,5 @@ PIPELINE = Pipeline(
     render_input=render_transcript,
     merge=merge,
     stores_context=True,
+    warm=builtin.warm,
 )
