@@ -373,8 +373,15 @@ def implications_and_sentiment(segments: Sequence[Segment]) -> JSON:
 
 
 #: A type not reported when another explains the same words better: a slippery
-#: slope's "every exam ... nothing" is its extreme end, not a generalisation.
-_SUBSUMED_BY = {"hasty_generalization": "slippery_slope"}
+#: slope's "every exam ... nothing" is its extreme end, not a generalisation, and
+#: "two planes crashed this month, so flying is getting more dangerous every year" judges
+#: a likelihood from recent cases (availability), not a sweeping claim.
+_SUBSUMED_BY = {"hasty_generalization": ("slippery_slope", "availability_heuristic")}
+
+
+_PATTERNS = {
+    pattern.type: pattern for pattern in (*argument_patterns.FALLACY_PATTERNS, *argument_patterns.BIAS_PATTERNS)
+}
 
 
 def _findings(
@@ -386,7 +393,10 @@ def _findings(
         triggers = {pattern.type: pattern.detect(doc) for pattern in patterns}
         for pattern in patterns:
             trigger = triggers[pattern.type]
-            if trigger is not None and triggers.get(_SUBSUMED_BY.get(pattern.type, "")) is None:
+            subsumers = _SUBSUMED_BY.get(pattern.type, ())
+            if trigger is not None and all(
+                (triggers[other] if other in triggers else _PATTERNS[other].detect(doc)) is None for other in subsumers
+            ):
                 found.append(
                     {
                         "type": pattern.type,

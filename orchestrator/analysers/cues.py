@@ -156,6 +156,7 @@ CAUSAL_VERBS: frozenset[str] = frozenset(
 )
 #: Sentence adverbs and phrases that introduce a consequence.
 CONSEQUENCE_CUES: tuple[str, ...] = (
+    "thanks to",
     "therefore",
     "thus",
     "hence",
@@ -244,10 +245,16 @@ AD_HOMINEM_CUES: tuple[str, ...] = (
 
 #: Verbs a straw man puts in the other side's mouth.
 REPHRASE_VERBS: frozenset[str] = frozenset(
-    {"say", "want", "think", "mean", "suggest", "believe", "claim", "propose", "expect", "imply"}
+    {"say", "want", "think", "mean", "suggest", "believe", "claim", "propose", "expect", "imply", "tell"}
 )
 #: Words that present a restatement of the other side ("so you're saying", "in other words").
 REPHRASE_MARKERS: tuple[str, ...] = (
+    "what he really",
+    "what she really",
+    "what they really",
+    "what he's really",
+    "what she's really",
+    "what they're really",
     "so you",
     "so what you",
     "so basically",
@@ -274,7 +281,7 @@ EXTREME_OUTCOMES: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 #: Words of escalation between consequences ("soon", "next", "eventually").
-ESCALATION: frozenset[str] = frozenset({"soon", "next", "eventually", "later", "ultimately", "finally"})
+ESCALATION: frozenset[str] = frozenset({"soon", "next", "eventually", "later", "ultimately", "finally", "tomorrow"})
 SLIPPERY_SLOPE_CUES: tuple[str, ...] = (
     "next thing you know",
     "before you know it",
@@ -290,6 +297,8 @@ SLIPPERY_SLOPE_CUES: tuple[str, ...] = (
 )
 
 FALSE_DILEMMA_CUES: tuple[str, ...] = (
+    "or no",
+    "or nothing",
     "only two options",
     "only two choices",
     "only two ways",
@@ -323,6 +332,15 @@ AUTHORITIES: frozenset[str] = frozenset(
 ANONYMOUS_AUTHORITIES: frozenset[str] = frozenset({"experts", "scientists", "doctors", "specialists", "economists"})
 #: A conclusion drawn from someone's word or from popularity ("so it must be", "that settles it").
 DEFERENCE_CUES: tuple[str, ...] = (
+    "can't be",
+    "cannot be",
+    "can't be questioned",
+    "be fools not to",
+    "mad not to",
+    "follow suit",
+    "knows what he's talking about",
+    "knows what she's talking about",
+    "know what they're talking about",
     "so it must",
     "it must be",
     "must be true",
@@ -374,7 +392,8 @@ DEFERENCE_CUES: tuple[str, ...] = (
 CROWDS: frozenset[str] = frozenset(
     {
         "everyone", "everybody", "millions", "thousands", "majority", "most", "whole", "all", "nobody",
-        "competitors", "crowds", "world", "country", "nation", "internet", "generation",
+        "competitors", "crowds", "world", "country", "nation", "internet", "generation", "half", "many",
+        "popular", "fashionable", "trendy",
     }
 )  # fmt: skip
 BANDWAGON_CUES: tuple[str, ...] = (
@@ -429,6 +448,18 @@ APPEAL_TO_EMOTION_CUES: tuple[str, ...] = (
 
 #: What tradition is appealed to ("for centuries", "my grandparents").
 TRADITION_CUES: tuple[str, ...] = (
+    "passed down",
+    "time-tested",
+    "time-honoured",
+    "time-honored",
+    "tried and tested",
+    "heritage",
+    "the old way",
+    "the old ways",
+    "since ... founded",
+    "since ... was built",
+    "since ... day",
+    "since ... days",
     "always done",
     "always been done",
     "always been",
@@ -462,6 +493,12 @@ TRADITION_CUES: tuple[str, ...] = (
 )
 #: What tradition is said to justify ("no reason to change", "that's how it should stay").
 CONSERVE_CUES: tuple[str, ...] = (
+    "would be a mistake",
+    "would feel wrong",
+    "would be wrong",
+    "out of the question",
+    "no point",
+    "not about to",
     "no reason to change",
     "no need to change",
     "why change",
@@ -577,6 +614,12 @@ CIRCULAR_CUES: tuple[str, ...] = (
 )
 
 CONFIRMATION_BIAS_CUES: tuple[str, ...] = (
+    "backs up my",
+    "back up my",
+    "backed up my",
+    "the ones that don't",
+    "those that don't",
+    "the ones which don't",
     "proves my point",
     "proves i was right",
     "proves i'm right",
@@ -638,6 +681,12 @@ ANCHOR_WORDS: frozenset[str] = frozenset(
 )  # fmt: skip
 #: A judgment relative to that figure ("a bargain", "isn't that bad").
 RELATIVE_JUDGMENTS: tuple[str, ...] = (
+    "fair",
+    "modest",
+    "great price",
+    "good value",
+    "great value",
+    "small price",
     "bargain",
     "a steal",
     "cheap",
@@ -668,6 +717,16 @@ RELATIVE_JUDGMENTS: tuple[str, ...] = (
 
 #: A vivid or recent case one has seen or heard about.
 EXPOSURE_CUES: tuple[str, ...] = (
+    "documentary",
+    "stories about",
+    "keep seeing",
+    "keep hearing",
+    "keep reading",
+    "headlines",
+    "this month",
+    "this week",
+    "last month",
+    "recently",
     "on the news",
     "in the news",
     "i saw",
@@ -687,6 +746,12 @@ EXPOSURE_CUES: tuple[str, ...] = (
 )
 #: A judgment of how likely or risky something is.
 LIKELIHOOD_JUDGMENTS: tuple[str, ...] = (
+    "chances",
+    "chance of",
+    "odds",
+    "out of control",
+    "getting worse",
+    "bound to happen",
     "dangerous",
     "risky",
     "unsafe",
@@ -706,6 +771,13 @@ LIKELIHOOD_JUDGMENTS: tuple[str, ...] = (
 )
 
 OVERCONFIDENCE_CUES: tuple[str, ...] = (
+    "cannot possibly",
+    "can't possibly",
+    "bet my house",
+    "bet my life",
+    "zero doubt",
+    "no doubt in my mind",
+    "not a shred of doubt",
     "absolutely certain",
     "absolutely sure",
     "completely certain",
@@ -772,3 +844,91 @@ IN_GROUP_CUES: tuple[str, ...] = (
 SUPERIORITY_WORDS: frozenset[str] = frozenset(
     {"better", "harder", "smarter", "never", "superior", "best", "always", "only", "more", "stronger"}
 )
+
+# --- words the generalised rules read (classes, not phrases) ---
+
+#: A conclusion drawn from what came before in the sentence ("..., so", "which shows").
+CONCLUSION_MARKERS: tuple[str, ...] = (
+    "so",
+    "which shows",
+    "which proves",
+    "which means",
+    "that shows",
+    "that proves",
+    "therefore",
+    "thus",
+    "hence",
+    "clearly",
+    "obviously",
+    "end of discussion",
+    "end of story",
+)
+#: Words of a normative or evaluative conclusion ("so we should", "so it's fine").
+NORMATIVE_WORDS: frozenset[str] = frozenset(
+    {
+        "should", "must", "ought", "need", "needs", "fine", "good", "best", "right", "wrong", "healthy",
+        "safe", "okay", "ok", "true", "correct", "great", "better", "worth", "too", "fools", "follow",
+        "obviously", "clearly", "choice",
+    }
+)  # fmt: skip
+#: Verbs and nouns of an effect: after a sequence of events, "so X cured / ruined / is the problem".
+EFFECT_WORDS: frozenset[str] = frozenset(
+    {
+        "cure", "fix", "ruin", "break", "cause", "make", "boost", "work", "pay", "help", "improve",
+        "hurt", "damage", "kill", "save", "solve", "raise", "lower", "drive", "bring", "trigger",
+        "problem", "reason", "culprit", "blame", "jinx", "curse", "spoil", "heal",
+    }
+)  # fmt: skip
+#: Verbs of someone's word or endorsement ("a famous footballer recommends ...").
+ENDORSE_VERBS: frozenset[str] = frozenset(
+    {
+        "say", "recommend", "endorse", "claim", "believe", "tell", "think", "insist", "swear", "state",
+        "declare", "confirm", "approve", "suggest", "use", "praise", "back", "support", "advise",
+    }
+)  # fmt: skip
+#: Credentials offered instead of evidence ("thirty years of experience").
+CREDENTIALS: frozenset[str] = frozenset({"experience", "degree", "phd", "qualified", "award", "prize", "credentials"})
+#: Adjectives of prestige that make a person an authority ("a well-known influencer").
+PRESTIGE: frozenset[str] = frozenset(
+    {"famous", "well-known", "renowned", "leading", "top", "celebrated", "eminent", "award-winning", "nobel"}
+)
+#: People named by a role or a label (for attacks on the speaker and single cases).
+PERSON_NOUNS: frozenset[str] = frozenset(
+    {
+        "man", "woman", "guy", "person", "someone", "somebody", "coach", "politician", "lawyer", "teacher",
+        "senator", "mp", "banker", "activist", "journalist", "manager", "kid", "student", "girl", "boy",
+        "lady", "fellow", "candidate", "player", "anyone",
+    }
+)  # fmt: skip
+#: Nouns for an argument or proposal, judged in an attack on its author.
+ARGUMENT_NOUNS: frozenset[str] = frozenset(
+    {"plan", "proposal", "idea", "argument", "view", "opinion", "point", "claim", "theory", "advice", "policy"}
+)
+#: Dismissive judgments of an argument ("worthless", "nonsense").
+DISMISSIVE_WORDS: frozenset[str] = frozenset(
+    {"nonsense", "worthless", "rubbish", "garbage", "ridiculous", "absurd", "meaningless", "joke", "laughable"}
+)
+#: Verbs and nouns of changing what is done (kept from change by tradition).
+CHANGE_WORDS: frozenset[str] = frozenset(
+    {
+        "change", "switch", "replace", "abolish", "modernise", "modernize", "stop", "update", "drop", "scrap",
+        "ditch", "alter", "abandon", "reform", "touch",
+    }
+)  # fmt: skip
+#: Groups one belongs to ("our school's students", "engineers like us").
+GROUP_NOUNS: frozenset[str] = frozenset(
+    {
+        "people", "students", "kids", "children", "team", "fans", "athletes", "players", "country", "school",
+        "engineers", "staff", "department", "office", "town", "village", "members", "workers", "nation",
+        "city", "club", "family", "class", "company", "side", "folks", "employees", "teachers", "kind",
+        "generation", "group", "neighbourhood", "neighborhood", "region", "party", "supporters", "community",
+    }
+)  # fmt: skip
+#: Words for the other group ("theirs", "outsiders", "other teams").
+OUTGROUP_WORDS: frozenset[str] = frozenset(
+    {"other", "others", "outsiders", "strangers", "foreigners", "theirs", "newcomers", "those"}
+)
+#: Rhetorical small first steps ("just one exception") that a slippery slope grows from.
+SMALL_STEP_WORDS: frozenset[str] = frozenset({"one", "single", "just", "little", "tiny", "small", "bit"})
+#: Words that introduce a condition as a verb or phrase ("assuming the grant comes through").
+CONDITION_VERBS: frozenset[str] = frozenset({"assuming", "supposing", "suppose", "provided", "providing"})

@@ -207,6 +207,11 @@ def test_implications_come_from_causal_and_consequence_constructions(adapter: Bu
         ("Higher fuel prices lead to dearer food.", "causal"),
         ("The trial failed, which means the drug will not be sold.", "consequence"),
         ("This decision will push small shops out of the market.", "consequence"),
+        ("When demand drops, prices usually fall.", "conditional"),
+        ("Assuming the train is on time, we arrive at noon.", "conditional"),
+        ("Without a permit, the festival will be cancelled.", "conditional"),
+        ("Skip the warm-up and you get injured.", "conditional"),
+        ("If you water it, the plant grows.", "conditional"),
     ],
 )
 def test_conditional_causal_and_consequence_constructions_are_implications_of_their_kind(
@@ -286,6 +291,14 @@ TEXTBOOK_EXAMPLES = [
     ("confirmation_bias", "I only read reviews that agree with me, the rest are fake."),
     ("anchoring", "The first price was 800 euros, so 500 is a bargain."),
     ("appeal_to_tradition", "We've always done it this way, so there's no reason to change."),
+    # wordings the first rules missed: popularity, habit, sequence and status without the stock phrases
+    ("bandwagon", "All my colleagues have switched banks, so I should switch too."),
+    ("appeal_to_tradition", "Our club has held the dinner in June for decades, so moving it would be a mistake."),
+    ("post_hoc", "Ever since we repainted the shop, sales went up, so the new colour clearly works."),
+    ("appeal_to_authority", "A renowned chef recommends this pan, so I'm buying two."),
+    ("availability_heuristic", "I keep hearing about bike thefts, so cycling to work is far too risky."),
+    ("in_group_bias", "Our nurses are simply better than the staff at the other hospital."),
+    ("circular_reasoning", "The test is unfair because it does not treat us fairly."),
 ]
 
 
@@ -317,6 +330,13 @@ def test_explanations_name_the_words_that_triggered_the_finding(adapter: Builtin
         "The experts from the audit firm arrive tomorrow.",
         "I'll share my screen so you can see the chart.",
         "It was so good to see everyone again.",
+        "After the match we went for a pizza.",
+        "Many people came to the concert in the park.",
+        "We have always had lunch at noon on Fridays.",
+        "The professor said the exam will be on Monday.",
+        "If you want, I can send you the file tonight.",
+        "Whenever she visits, she brings flowers.",
+        "Our office is bigger than the one in Leeds.",
     ],
 )
 def test_ordinary_statements_are_not_flagged(adapter: BuiltinAdapter, text: str) -> None:
