@@ -34,27 +34,41 @@ def _load_parser() -> Language:
 
 
 class _ParseCache:
-    """Bounded LRU of parsed sentences; thread-safe (parsing happens outside the lock)."""
+    """Bounded LRU of parsed sentences; thread-safe.
+
+    One parse at a time: the workers of a run start together in one process
+    (threads), and without this each would parse the whole transcript. The
+    later ones wait, then find the sentences cached. Under the GIL parallel
+    parses would not be faster anyway.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._docs: OrderedDict[str, Doc] = OrderedDict()
         self._lock = threading.Lock()
+        self._parsing = threading.Lock()
 
-    def parse(self, texts: Sequence[str]) -> list[Doc]:
+    def _cached(self, texts: Sequence[str]) -> dict[str, Doc]:
         with self._lock:
             found = {text: self._docs[text] for text in texts if text in self._docs}
             for text in found:
                 self._docs.move_to_end(text)
-        missing = list(dict.fromkeys(text for text in texts if text not in found))
-        if missing:
-            nlp = RESOURCES.get(PARSER, _load_parser)
-            parsed = dict(zip(missing, nlp.pipe(missing, batch_size=64), strict=True))
-            found.update(parsed)
-            with self._lock:
-                self._docs.update(parsed)
-                while len(self._docs) > self._size:
-                    self._docs.popitem(last=False)
+        return found
+
+    def parse(self, texts: Sequence[str]) -> list[Doc]:
+        found = self._cached(texts)
+        if len(found) < len(set(texts)):
+            with self._parsing:
+                found.update(self._cached([text for text in texts if text not in found]))
+                missing = list(dict.fromkeys(text for text in texts if text not in found))
+                if missing:
+                    nlp = RESOURCES.get(PARSER, _load_parser)
+                    parsed = dict(zip(missing, nlp.pipe(missing, batch_size=64), strict=True))
+                    found.update(parsed)
+                    with self._lock:
+                        self._docs.update(parsed)
+                        while len(self._docs) > self._size:
+                            self._docs.popitem(last=False)
         return [found[text] for text in texts]
 
     def clear(self) -> None:

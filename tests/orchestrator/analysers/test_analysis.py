@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from orchestrator.adapters.base import ModelCall
 from orchestrator.adapters.builtin import BuiltinAdapter
-from orchestrator.analysers import analysis
+from orchestrator.analysers import analysis, parsing
 from orchestrator.analysers.analysis import split_sentences
 from orchestrator.domain import ModelReply, Segment
 from orchestrator.pipelines.analysis import PIPELINE as ANALYSIS
@@ -463,3 +465,19 @@ def test_two_thousand_segments_complete_for_every_worker(
     assert len(results["argument"]["claims"]) >= 2000
     assert results["implication_sentiment"]["implications"][-1]["segment_id"] == "seg-1999"
     assert results["logic_bias"]["fallacies"][-1]["segment_id"] == "seg-1999"
+
+
+def test_workers_of_a_run_parsing_at_once_share_one_parse_of_each_sentence() -> None:
+    sentences = [f"Sentence number {i} says that the budget will grow next year." for i in range(30)]
+    parsing.clear_cache()
+    start = threading.Barrier(4)
+
+    def parse_as_a_worker() -> list[Any]:
+        start.wait()
+        return parsing.parse(sentences)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: parse_as_a_worker(), range(4)))
+
+    for docs in results[1:]:
+        assert all(doc is first for doc, first in zip(docs, results[0], strict=True))
