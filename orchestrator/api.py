@@ -81,6 +81,8 @@ def create_app(
             if problem:
                 return _field_errors({"Idempotency-Key": [problem]})
             analysis = replace(analysis, event_id=key)
+        if _asks_for_fresh_answers(request.headers.get("Cache-Control", "")):
+            analysis = replace(analysis, use_cache=False)
         pipeline = pipelines[analysis.pipeline]
         try:
             submission = submit_analysis_waiting(
@@ -112,7 +114,7 @@ def create_app(
             )
             return response, 504
         api_metrics.observe_bundle(bundle["status"], bundle["worker_statuses"])
-        return bundle
+        return {**bundle, "metadata": run_metadata(store, bundle["run_id"])}
 
     @app.post("/orchestrator/analyze")
     def analyze() -> tuple[Response, int]:
@@ -121,16 +123,14 @@ def create_app(
 
     @app.post("/api/v1/ai/analyze")
     def tutor_analyze() -> tuple[Response, int]:
-        """The tutoring document's endpoint: the tutor pipeline, with the run's metadata."""
+        """The tutoring document's endpoint: the tutor pipeline."""
         body = _json_body()
         if isinstance(body, dict):
             if body.get("pipeline", TUTOR) != TUTOR:
                 return _field_errors({"pipeline": [f"This endpoint runs the {TUTOR} pipeline."]})
             body = {**body, "pipeline": TUTOR}
         outcome = run_to_the_end(body)
-        if isinstance(outcome, tuple):
-            return outcome
-        return jsonify({**outcome, "metadata": run_metadata(store, outcome["run_id"])}), 200
+        return outcome if isinstance(outcome, tuple) else (jsonify(outcome), 200)
 
     @app.get("/api/v1/ai/sessions/<session_id>")
     def get_session(session_id: str) -> tuple[Response, int]:
@@ -212,6 +212,12 @@ def _error(status: int, error: str, message: str) -> tuple[Response, int]:
 
 def _field_errors(messages: Any) -> tuple[Response, int]:
     return jsonify(error="validation_failed", fields=messages), 422
+
+
+def _asks_for_fresh_answers(cache_control: str) -> bool:
+    """``Cache-Control: no-cache`` (or ``no-store``): answer without the response cache."""
+    directives = {part.strip().lower() for part in cache_control.split(",")}
+    return bool(directives & {"no-cache", "no-store"})
 
 
 def _traceparent() -> str | None:

@@ -54,6 +54,11 @@ class Settings:
     model_max_retries: int = 3
     #: MODEL_RETRY_BACKOFF_MAX: cap in seconds on the delay between attempts.
     model_retry_backoff_max: float = 20.0
+    #: RESPONSE_CACHE_TTL: seconds a worker's answer is reused for the same
+    #: call (7 days); 0 switches the cache off.
+    response_cache_ttl: int = 7 * 24 * 3600
+    #: RESPONSE_CACHE_URL: the Redis holding the cache; defaults to the broker's.
+    response_cache_url: str | None = None
 
     #: ANALYZE_TIMEOUT: seconds POST /orchestrator/analyze waits before a 504.
     analyze_timeout: float = 120.0
@@ -120,7 +125,7 @@ class Settings:
         for name in ("database_retry_timeout", "claim_lease"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()} must be positive")
-        for name in ("sweep_interval", "max_relaunches"):
+        for name in ("sweep_interval", "max_relaunches", "response_cache_ttl"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()} must not be negative")
         if self.orchestrator_max_memory_gb is not None and self.orchestrator_max_memory_gb <= 0:

@@ -62,6 +62,20 @@ class RunRequest:
     prompt_ids: dict[str, str] = field(default_factory=dict)
     event_id: str | None = None
     input_complete: bool = True
+    #: False when the caller asked for fresh answers (``"cache": false``,
+    #: ``Cache-Control: no-cache``): the response cache is not read.
+    use_cache: bool = True
+
+
+def stored_request(request: RunRequest, run_input: JSON) -> JSON:
+    """What is stored as a run's request: its input, and its options beside it."""
+    return {**run_input, "prompt_ids": request.prompt_ids, "cache": request.use_cache}
+
+
+def split_stored_request(stored: JSON) -> tuple[JSON, dict[str, str], bool]:
+    """``(input, prompt_ids, use_cache)`` of a stored request (older runs stored no ``cache``)."""
+    run_input = {key: value for key, value in stored.items() if key not in ("prompt_ids", "cache")}
+    return run_input, dict(stored.get("prompt_ids") or {}), bool(stored.get("cache", True))
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.adapters.base import ModelAdapter, ModelCall, ModelError, ModelTimeout
+from orchestrator.adapters.base import ModelAdapter, ModelCall, ModelError, ModelOutputError, ModelTimeout
 from orchestrator.dead_letters import DeadLetterMessage, DeadLetterReason, SourceMessage, build_dead_letter
-from orchestrator.domain import JSON, WorkerStatus
+from orchestrator.domain import JSON, WorkerStatus, split_stored_request
 from orchestrator.errors import describe, is_infrastructure
 from orchestrator.metrics import MODEL_CALLS, RUNS_FINISHED
 from orchestrator.models import AnalysisRun
-from orchestrator.pipeline import Pipeline
+from orchestrator.pipeline import Pipeline, WorkerSpec
+from orchestrator.response_cache import NoResponseCache, ResponseCache, cache_key
 from orchestrator.store import ModelCallRecord, RunOutcome, RunStore
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,16 @@ def analyse_part(
     adapter: ModelAdapter,
     model_name: str,
     attempt: int,
+    cache: ResponseCache | None = None,
 ) -> WorkerOutcome:
     """Run one attempt of ``worker`` for the run launched with ``token``.
 
     If an earlier attempt of this worker in this run already succeeded (a
     redelivered task), its stored output is returned and the model is not
-    called again. Every real attempt is recorded in ``llm_calls``. Raises
+    called again. Otherwise an answer to the same call in ``cache`` is used
+    (unless the caller asked for fresh answers), recorded as ``cached``; a
+    model's valid answer is stored there. Every attempt is recorded in
+    ``llm_calls``. Raises
     ``StaleLaunch`` if the launch no longer counts, the ``ModelError`` of a
     failed attempt (after recording it), and ``CallNotRecorded`` if the
     model was called but the record could not be written.
@@ -114,6 +119,14 @@ def analyse_part(
         attempt=attempt,
     )
     started = time.perf_counter()
+    cache = cache or NoResponseCache()
+    key = cache_key(pipeline=pipeline.name, worker=worker, prompt=call.prompt, model=model_name, run_input=job.input)
+    cached = _cached_answer(cache, key, spec) if job.use_cache else None
+    if cached is not None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached))
+        MODEL_CALLS.labels(worker=worker, status="cached").inc()
+        return WorkerOutcome(worker=worker, status="ok", output=cached)
     try:
         reply = adapter.complete(call)
         output = spec.validate(reply.output)
@@ -139,8 +152,23 @@ def analyse_part(
         output=output,
     )
     _record(store, answered)
+    cache.put(key, output)
     MODEL_CALLS.labels(worker=worker, status="ok").inc()
     return WorkerOutcome(worker=worker, status="ok", output=output)
+
+
+def _cached_answer(cache: ResponseCache, key: str, spec: WorkerSpec) -> JSON | None:
+    """The cached answer, if there is one that still passes the worker's schema."""
+    answer = cache.get(key)
+    if answer is None:
+        return None
+    try:
+        return spec.validate(answer)
+    except ModelOutputError as exc:
+        log.warning(
+            "response cache: entry %s no longer matches the %s schema (%s); asking the model", key, spec.name, exc
+        )
+        return None
 
 
 def _record(store: RunStore, record: ModelCallRecord) -> None:
@@ -204,7 +232,8 @@ def aggregate_results(
 
 def run_input(run: AnalysisRun) -> JSON:
     """The pipeline's input stored with the run (its request without the prompt choices)."""
-    return {key: value for key, value in run.request.items() if key != "prompt_ids"}
+    run_input, _, _ = split_stored_request(run.request)
+    return run_input
 
 
 def dead_letter_for_run(run: AnalysisRun, error_type: str, message: str) -> DeadLetterMessage | None:

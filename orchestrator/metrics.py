@@ -32,9 +32,13 @@ TASK_RETRIES = Counter("orchestrator_task_retries", "Task retries by task and re
 #: Finished runs by source and status, counted by the worker that aggregated them.
 #: (Per pipeline: the stats endpoint, computed from the database.)
 RUNS_FINISHED = Counter("orchestrator_runs_finished", "Finished runs by source and status", ["source", "status"])
-#: Model call attempts by worker and status (ok, error, timeout). Worker names
+#: Model call attempts by worker and status (ok, cached, error, timeout). Worker names
 #: are unique across the builtin pipelines.
 MODEL_CALLS = Counter("orchestrator_model_calls", "Model call attempts by worker and status", ["worker", "status"])
+#: Reads and writes of the response cache that failed (the call went to the model instead).
+RESPONSE_CACHE_ERRORS = Counter(
+    "orchestrator_response_cache_errors", "Failed reads and writes of the response cache", ["operation"]
+)
 
 
 def serve_process_metrics(port: int) -> None:

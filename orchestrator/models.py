@@ -73,6 +73,10 @@ class AnalysisRun(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
 
 
+#: ``llm_calls`` statuses of an attempt that produced the worker's output.
+ANSWERED = ("ok", "cached")
+
+
 class LlmCall(Base):
     """One row per model call attempt, successful or not: the audit trail."""
 
@@ -87,7 +91,7 @@ class LlmCall(Base):
     prompt_ref: Mapped[str] = mapped_column(String(64), nullable=False)
     model: Mapped[str] = mapped_column(String(128), nullable=False)
     attempt: Mapped[int] = mapped_column(Integer, nullable=False)
-    #: ok, error or timeout
+    #: ok, cached (answered from the response cache: no tokens), error or timeout
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     input_tokens: Mapped[int | None] = mapped_column(Integer)

@@ -18,10 +18,10 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 
 from orchestrator.chord import ChordLauncher
-from orchestrator.domain import JSON, RunRequest
+from orchestrator.domain import JSON, RunRequest, stored_request
 from orchestrator.engine import bundle_response
 from orchestrator.errors import BadInput, TryLater, is_infrastructure
-from orchestrator.models import AnalysisRun, utcnow
+from orchestrator.models import ANSWERED, AnalysisRun, utcnow
 from orchestrator.pipeline import Pipeline
 from orchestrator.store import RunStore
 
@@ -102,7 +102,7 @@ def submit_analysis(
         context_id=request.context_id,
         pipeline=request.pipeline,
         source=source,
-        request={**run_input, "prompt_ids": request.prompt_ids},
+        request=stored_request(request, run_input),
         lease=lease,
         traceparent=traceparent,
         origin=origin,
@@ -271,7 +271,7 @@ def wait_for_bundle(submission: Submission, *, pipeline: Pipeline, store: RunSto
 def run_metadata(store: RunStore, run_id: str) -> JSON:
     """How the run was answered: time taken, the models that answered, and whether every answer came from the cache."""
     run = store.get_run(run_id)
-    answered = [call for call in store.calls_for(run_id) if call.status in ("ok", "cached")]
+    answered = [call for call in store.calls_for(run_id) if call.status in ANSWERED]
     return {
         "processing_time_ms": round(run.duration_ms) if run is not None and run.duration_ms is not None else None,
         "models_used": sorted({call.model for call in answered}),

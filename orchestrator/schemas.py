@@ -84,6 +84,8 @@ class RunRequestSchema(Schema):
     pipeline = Text(load_default=None)
     event_id = Text(validate=NOT_BLANK)
     prompt_ids = fields.Dict(keys=Text(), values=Text(), load_default=dict)
+    #: False: answer without reading the response cache.
+    cache = fields.Boolean(load_default=True)
 
     def __init__(self, *, pipeline: Pipeline, limits: Limits | None = None, event: bool = False, **kwargs: Any) -> None:
         # A Kafka event must carry its event id; an HTTP body must not (the
@@ -126,6 +128,7 @@ class RunRequestSchema(Schema):
             prompt_ids=dict(data["prompt_ids"]),
             event_id=data.get("event_id"),
             input_complete=complete,
+            use_cache=data["cache"],
         )
 
 

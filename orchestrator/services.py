@@ -14,6 +14,7 @@ from orchestrator.dead_letters import DeadLetterSink
 from orchestrator.domain import JSON
 from orchestrator.heartbeats import Heartbeats
 from orchestrator.pipelines import Pipelines
+from orchestrator.response_cache import ResponseCache
 from orchestrator.store import RunStore
 
 
@@ -32,6 +33,8 @@ class Services:
     dead_letters: DeadLetterSink
     #: The worker processes' status reports.
     heartbeats: Heartbeats
+    #: Workers' answers reused for the same call.
+    response_cache: ResponseCache
 
     def process_status(self) -> list[JSON]:
         """Resident memory and loaded analysers of the processes that run the workers."""

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from orchestrator.domain import JSON
-from orchestrator.models import AnalysisRun, LlmCall, utcnow
+from orchestrator.models import ANSWERED, AnalysisRun, LlmCall, utcnow
 from orchestrator.store import RunStore
 
 #: Default and largest window, in seconds.
@@ -30,7 +30,9 @@ def compute_stats(store: RunStore, *, window_s: float, processes: Sequence[JSON]
 
     Per pipeline: runs by status, success rate (``ok`` among finished runs)
     and p50/p95 duration of finished runs. Per worker: calls by status,
-    success rate, p50/p95 latency of answered calls, tokens. ``processes``
+    success rate (answered, from the model or the response cache, among all
+    attempts), cache hit rate (answered from the cache among answered), p50/p95
+    latency of the model's answers, tokens. ``processes``
     (resident memory and loaded analysers of the worker processes) is
     reported as given.
     """
@@ -107,7 +109,10 @@ def _calls(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
         summary["input_tokens"] += int(input_tokens or 0)
         summary["output_tokens"] += int(output_tokens or 0)
     for summary in calls.values():
-        summary["success_rate"] = _rate(summary["by_status"].get("ok", 0), summary["calls"])
+        by_status = summary["by_status"]
+        answered = sum(by_status.get(status, 0) for status in ANSWERED)
+        summary["success_rate"] = _rate(answered, summary["calls"])
+        summary["cache_hit_rate"] = _rate(by_status.get("cached", 0), answered)
     return calls
 
 

@@ -32,9 +32,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dead_letters import DeadLetterMessage
-from orchestrator.domain import JSON
+from orchestrator.domain import JSON, split_stored_request
 from orchestrator.errors import describe
-from orchestrator.models import AnalysisRun, Context, DeadLetterOutbox, LlmCall, utcnow
+from orchestrator.models import ANSWERED, AnalysisRun, Context, DeadLetterOutbox, LlmCall, utcnow
 
 
 def create_db_engine(url: str) -> Engine:
@@ -86,6 +86,8 @@ class Job:
     traceparent: str | None
     #: Output of an earlier successful attempt of the same worker, if any.
     previous_output: JSON | None = None
+    #: False when the caller asked for fresh answers.
+    use_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -405,14 +407,14 @@ class RunStore:
                 if not marked.rowcount and self._current_token(connection, run_id) != token:
                     raise StaleLaunch(f"run {run_id}: launch {token} was taken over")
             previous_output = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
-        run_input = dict(run.request)
-        prompt_ids = run_input.pop("prompt_ids", None) or {}
+        run_input, prompt_ids, use_cache = split_stored_request(run.request)
         return Job(
             run_id=run_id,
             event_id=run.event_id,
             pipeline=run.pipeline,
             input=run_input,
-            prompt_ids=dict(prompt_ids),
+            prompt_ids=prompt_ids,
+            use_cache=use_cache,
             traceparent=run.traceparent,
             previous_output=previous_output,
         )
@@ -555,7 +557,7 @@ class RunStore:
 def _successful_output_query(run_id: str, worker: str) -> Select[tuple[Any]]:
     return (
         select(LlmCall.output)
-        .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status == "ok")
+        .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status.in_(ANSWERED))
         .limit(1)
     )
 

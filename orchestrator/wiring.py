@@ -19,6 +19,7 @@ from orchestrator.chord import InProcessLaunchMarkers, LaunchMarkers, RedisLaunc
 from orchestrator.config import Settings
 from orchestrator.heartbeats import Heartbeats
 from orchestrator.pipelines import load_pipelines
+from orchestrator.response_cache import NoResponseCache, RedisResponseCache, ResponseCache
 from orchestrator.schemas import Limits
 from orchestrator.services import Services, build_adapter
 from orchestrator.store import RunStore, create_db_engine
@@ -45,6 +46,7 @@ def build_services(settings: Settings) -> Services:
         markers=markers,
         dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
         heartbeats=Heartbeats(broker),
+        response_cache=build_response_cache(settings, broker),
     )
 
 
@@ -53,6 +55,18 @@ def broker_redis(settings: Settings) -> redis.Redis | None:
     if settings.embedded or settings.celery_broker_url is None:
         return None
     return redis.Redis.from_url(settings.celery_broker_url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def build_response_cache(settings: Settings, broker: redis.Redis | None) -> ResponseCache:
+    """Redis (RESPONSE_CACHE_URL, else the broker's), or no cache: switched off, or embedded (no Redis)."""
+    if settings.response_cache_ttl == 0 or settings.embedded:
+        return NoResponseCache()
+    client = (
+        redis.Redis.from_url(settings.response_cache_url, socket_timeout=5, socket_connect_timeout=5)
+        if settings.response_cache_url
+        else broker
+    )
+    return NoResponseCache() if client is None else RedisResponseCache(client, settings.response_cache_ttl)
 
 
 def build_celery(settings: Settings, services: Services | None = None) -> OrchestratorCelery:

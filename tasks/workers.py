@@ -35,6 +35,7 @@ def analyse_part_task(self: ModelWorkerTask, run_id: str, token: str, worker: st
         adapter=services.adapter,
         model_name=services.model_name,
         attempt=attempt,
+        cache=services.response_cache,
     )
     return outcome.to_json()
 

@@ -113,6 +113,9 @@ def settings(database_url: str, redis_url: str, fake_llm: FakeLLM) -> Settings:
         # The model is the fake one: workers need not load the builtin analysers
         # at start (tests of the builtin analysers' workers turn it back on).
         warm_analysers=False,
+        # Tests count model calls: repeated inputs must reach the model. The
+        # tests of the response cache turn it on in their own workers.
+        response_cache_ttl=0,
     )
 
 
