@@ -20,6 +20,26 @@ class ConfigError(ValueError):
     """An environment variable holds a value of the wrong kind."""
 
 
+def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
+    """``"name=input:output,..."`` as ``{name: (input, output)}``; raises ``ConfigError``.
+
+    The name is what comes before the last ``=`` (names such as ``llama3:8b`` keep their colon).
+    """
+    prices: dict[str, tuple[float, float]] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, price = entry.rpartition("=")
+        try:
+            input_price, output_price = (float(value) for value in price.split(":"))
+        except ValueError:
+            raise ConfigError(
+                f"MODEL_PRICES entry {entry!r} is not name=input:output (dollars per 1k tokens)"
+            ) from None
+        if not name.strip() or input_price < 0 or output_price < 0:
+            raise ConfigError(f"MODEL_PRICES entry {entry!r} needs a model name and prices of at least 0")
+        prices[name.strip()] = (input_price, output_price)
+    return prices
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting, with its environment variable and default (see README)."""
@@ -54,6 +74,10 @@ class Settings:
     model_max_retries: int = 3
     #: MODEL_RETRY_BACKOFF_MAX: cap in seconds on the delay between attempts.
     model_retry_backoff_max: float = 20.0
+    #: MODEL_PRICES: US dollars per 1,000 input and output tokens, per model
+    #: name, as "name=input:output,..." (e.g. "gpt-4o-mini=0.00015:0.0006").
+    #: A model without a price has a null cost; the builtin model costs 0.
+    model_prices: str = ""
     #: RESPONSE_CACHE_TTL: seconds a worker's answer is reused for the same
     #: call (7 days); 0 switches the cache off.
     response_cache_ttl: int = 7 * 24 * 3600
@@ -128,8 +152,14 @@ class Settings:
         for name in ("sweep_interval", "max_relaunches", "response_cache_ttl"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()} must not be negative")
+        parse_prices(self.model_prices)  # refused at start, not at the first call
         if self.orchestrator_max_memory_gb is not None and self.orchestrator_max_memory_gb <= 0:
             raise ConfigError("ORCHESTRATOR_MAX_MEMORY_GB must be positive")
+
+    @property
+    def prices(self) -> dict[str, tuple[float, float]]:
+        """``MODEL_PRICES`` as ``{model: (input, output)}``, in US dollars per 1,000 tokens."""
+        return parse_prices(self.model_prices)
 
     @property
     def embedded(self) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator.adapters.base import ModelAdapter, ModelCall, ModelError, ModelOutputError, ModelTimeout
+from orchestrator.costs import Prices, call_cost
 from orchestrator.dead_letters import DeadLetterMessage, DeadLetterReason, SourceMessage, build_dead_letter
 from orchestrator.domain import JSON, WorkerStatus, split_stored_request
 from orchestrator.errors import describe, is_infrastructure
@@ -83,6 +84,7 @@ def analyse_part(
     model_name: str,
     attempt: int,
     cache: ResponseCache | None = None,
+    prices: Prices | None = None,
 ) -> WorkerOutcome:
     """Run one attempt of ``worker`` for the run launched with ``token``.
 
@@ -91,7 +93,7 @@ def analyse_part(
     called again. Otherwise an answer to the same call in ``cache`` is used
     (unless the caller asked for fresh answers), recorded as ``cached``; a
     model's valid answer is stored there. Every attempt is recorded in
-    ``llm_calls``. Raises
+    ``llm_calls``, with its cost from ``prices`` (a cached answer costs 0). Raises
     ``StaleLaunch`` if the launch no longer counts, the ``ModelError`` of a
     failed attempt (after recording it), and ``CallNotRecorded`` if the
     model was called but the record could not be written.
@@ -124,7 +126,7 @@ def analyse_part(
     cached = _cached_answer(cache, key, spec) if job.use_cache else None
     if cached is not None:
         latency_ms = (time.perf_counter() - started) * 1000
-        _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached))
+        _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached, cost_usd=0.0))
         MODEL_CALLS.labels(worker=worker, status="cached").inc()
         return WorkerOutcome(worker=worker, status="ok", output=cached)
     try:
@@ -150,6 +152,7 @@ def analyse_part(
         input_tokens=reply.usage.input_tokens,
         output_tokens=reply.usage.output_tokens,
         output=output,
+        cost_usd=call_cost(prices or {}, model_name, reply.usage.input_tokens, reply.usage.output_tokens),
     )
     _record(store, answered)
     cache.put(key, output)

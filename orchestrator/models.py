@@ -97,6 +97,9 @@ class LlmCall(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    #: US dollars, from MODEL_PRICES: 0 for the builtin model and cached answers,
+    #: null when the model has no price or the call reported no tokens.
+    cost_usd: Mapped[float | None] = mapped_column(Float)
     #: The validated output of a successful call; lets a redelivered worker
     #: task reuse it instead of calling the model again.
     output: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)

@@ -10,6 +10,7 @@ from orchestrator.adapters.builtin import BuiltinAdapter
 from orchestrator.adapters.openai import OpenAIChatAdapter
 from orchestrator.chord import LaunchMarkers
 from orchestrator.config import Settings
+from orchestrator.costs import Prices
 from orchestrator.dead_letters import DeadLetterSink
 from orchestrator.domain import JSON
 from orchestrator.heartbeats import Heartbeats
@@ -35,6 +36,8 @@ class Services:
     heartbeats: Heartbeats
     #: Workers' answers reused for the same call.
     response_cache: ResponseCache
+    #: MODEL_PRICES, parsed.
+    prices: Prices
 
     def process_status(self) -> list[JSON]:
         """Resident memory and loaded analysers of the processes that run the workers."""

@@ -32,7 +32,7 @@ def compute_stats(store: RunStore, *, window_s: float, processes: Sequence[JSON]
     and p50/p95 duration of finished runs. Per worker: calls by status,
     success rate (answered, from the model or the response cache, among all
     attempts), cache hit rate (answered from the cache among answered), p50/p95
-    latency of the model's answers, tokens. ``processes``
+    latency of the model's answers, tokens and cost (null when no call had a known cost). ``processes``
     (resident memory and loaded analysers of the worker processes) is
     reported as given.
     """
@@ -64,6 +64,9 @@ def compute_stats(store: RunStore, *, window_s: float, processes: Sequence[JSON]
             pipeline, {"runs": 0, "by_status": {}, "success_rate": None, "latency_ms": _NO_PERCENTILES, "workers": {}}
         )
         entry["workers"][worker] = {**summary, "latency_ms": call_latency.get((pipeline, worker), _NO_PERCENTILES)}
+    for entry in pipelines.values():
+        costs = [worker["cost_usd"] for worker in entry["workers"].values() if worker["cost_usd"] is not None]
+        entry["cost_usd"] = round(sum(costs), 8) if costs else None
     return {"window_s": window_s, "since": since.isoformat(), "pipelines": pipelines, "processes": list(processes)}
 
 
@@ -95,19 +98,22 @@ def _calls(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
             func.count(),
             func.coalesce(func.sum(LlmCall.input_tokens), 0),
             func.coalesce(func.sum(LlmCall.output_tokens), 0),
+            func.sum(LlmCall.cost_usd),
         )
         .where(LlmCall.created_at >= since)
         .group_by(LlmCall.pipeline, LlmCall.worker, LlmCall.status)
     ).all()
     calls: dict[tuple[str, str], JSON] = {}
-    for pipeline, worker, status, count, input_tokens, output_tokens in rows:
+    for pipeline, worker, status, count, input_tokens, output_tokens, cost in rows:
         summary = calls.setdefault(
-            (pipeline, worker), {"calls": 0, "by_status": {}, "input_tokens": 0, "output_tokens": 0}
+            (pipeline, worker), {"calls": 0, "by_status": {}, "input_tokens": 0, "output_tokens": 0, "cost_usd": None}
         )
         summary["calls"] += count
         summary["by_status"][status] = count
         summary["input_tokens"] += int(input_tokens or 0)
         summary["output_tokens"] += int(output_tokens or 0)
+        if cost is not None:
+            summary["cost_usd"] = round((summary["cost_usd"] or 0.0) + float(cost), 8)
     for summary in calls.values():
         by_status = summary["by_status"]
         answered = sum(by_status.get(status, 0) for status in ANSWERED)

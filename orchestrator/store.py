@@ -117,6 +117,7 @@ class ModelCallRecord:
     output_tokens: int | None = None
     error: str | None = None
     output: JSON | None = None
+    cost_usd: float | None = None
 
     def to_json(self) -> JSON:
         return asdict(self)

@@ -47,6 +47,7 @@ def build_services(settings: Settings) -> Services:
         dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
         heartbeats=Heartbeats(broker),
         response_cache=build_response_cache(settings, broker),
+        prices=settings.prices,
     )
 
 

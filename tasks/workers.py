@@ -36,6 +36,7 @@ def analyse_part_task(self: ModelWorkerTask, run_id: str, token: str, worker: st
         model_name=services.model_name,
         attempt=attempt,
         cache=services.response_cache,
+        prices=services.prices,
     )
     return outcome.to_json()
 

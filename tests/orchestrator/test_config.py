@@ -63,6 +63,8 @@ def test_every_field_reads_the_upper_case_variable_of_its_name() -> None:
             env[f.name.upper()], expected[f.name] = "no", not f.default
         elif f.name == "log_level":  # validated: one of the logging levels
             env[f.name.upper()] = expected[f.name] = "DEBUG"
+        elif f.name == "model_prices":  # validated: name=input:output,...
+            env[f.name.upper()] = expected[f.name] = "value-of-model=1:2"
         else:
             env[f.name.upper()] = expected[f.name] = f"value-of-{f.name}"
 
