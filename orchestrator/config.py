@@ -74,6 +74,9 @@ class Settings:
     model_max_retries: int = 3
     #: MODEL_RETRY_BACKOFF_MAX: cap in seconds on the delay between attempts.
     model_retry_backoff_max: float = 20.0
+    #: MODEL_MAX_CONCURRENCY: most calls in flight to the model endpoint across
+    #: all workers (shared through Redis); 0 means no cap.
+    model_max_concurrency: int = 0
     #: MODEL_PRICES: US dollars per 1,000 input and output tokens, per model
     #: name, as "name=input:output,..." (e.g. "gpt-4o-mini=0.00015:0.0006").
     #: A model without a price has a null cost; the builtin model costs 0.
@@ -149,7 +152,7 @@ class Settings:
         for name in ("database_retry_timeout", "claim_lease"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.upper()} must be positive")
-        for name in ("sweep_interval", "max_relaunches", "response_cache_ttl"):
+        for name in ("sweep_interval", "max_relaunches", "response_cache_ttl", "model_max_concurrency"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()} must not be negative")
         parse_prices(self.model_prices)  # refused at start, not at the first call

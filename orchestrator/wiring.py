@@ -18,6 +18,7 @@ from orchestrator.analysers.resources import RESOURCES
 from orchestrator.chord import InProcessLaunchMarkers, LaunchMarkers, RedisLaunchMarkers
 from orchestrator.config import Settings
 from orchestrator.heartbeats import Heartbeats
+from orchestrator.model_slots import CappedAdapter, ModelSlots
 from orchestrator.pipelines import load_pipelines
 from orchestrator.response_cache import NoResponseCache, RedisResponseCache, ResponseCache
 from orchestrator.schemas import Limits
@@ -31,9 +32,19 @@ log = logging.getLogger(__name__)
 def build_services(settings: Settings) -> Services:
     """The process's services. Nothing connects until first used."""
     adapter, model_name = build_adapter(settings)
+    broker = broker_redis(settings)
+    if settings.model_max_concurrency and settings.model_adapter_url and broker is not None:
+        slots = ModelSlots(
+            broker,
+            settings.model_adapter_url,
+            limit=settings.model_max_concurrency,
+            # A holder that died frees its slot once the longest call it could have made is over.
+            lease_s=settings.model_connect_timeout + settings.model_read_timeout + 5,
+            wait_s=settings.model_read_timeout,
+        )
+        adapter = CappedAdapter(adapter, slots)
     # The analysers' resources are per process, like a cache; their budget comes from the settings.
     RESOURCES.budget_bytes = settings.memory_budget_bytes
-    broker = broker_redis(settings)
     markers: LaunchMarkers = (
         InProcessLaunchMarkers() if broker is None else RedisLaunchMarkers(broker, ttl_s=settings.celery_result_expires)
     )

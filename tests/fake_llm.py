@@ -122,6 +122,8 @@ class FakeLLM:
         self._always: dict[str | None, Fault] = {}
         self._matching: dict[str, Fault] = {}
         self._requests: list[RecordedRequest] = []
+        self._in_flight = 0
+        self._most_in_flight = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -203,6 +205,7 @@ class FakeLLM:
             self._always.clear()
             self._matching.clear()
             self._requests.clear()
+            self._most_in_flight = self._in_flight
             self.latency_s = self._default_latency_s
 
     # -- inspection ------------------------------------------------------------
@@ -212,6 +215,12 @@ class FakeLLM:
         """A snapshot (copy) of the requests received so far, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def most_in_flight(self) -> int:
+        """The most chat-completion requests answered at the same time since the last ``reset()``."""
+        with self._lock:
+            return self._most_in_flight
 
     def calls_for(self, worker: str) -> int:
         """How many chat-completion requests named ``worker``."""
@@ -223,6 +232,15 @@ class FakeLLM:
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def _started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._most_in_flight = max(self._most_in_flight, self._in_flight)
+
+    def _ended(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def _next_fault(self, worker: str, raw_body: bytes = b"") -> Fault | None:
         with self._lock:
@@ -324,11 +342,14 @@ class _Handler(BaseHTTPRequestHandler):
                 path=self.path,
             )
         )
+        fake._started()
         try:
             self._answer(fake, worker, body)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (e.g. its read timeout during a hang).
             self.close_connection = True
+        finally:
+            fake._ended()
 
     def _answer(self, fake: FakeLLM, worker: str | None, body: Any) -> None:
         fake._sleep(fake.latency_s)
