@@ -74,6 +74,13 @@ class Settings:
     model_max_retries: int = 3
     #: MODEL_RETRY_BACKOFF_MAX: cap in seconds on the delay between attempts.
     model_retry_backoff_max: float = 20.0
+    #: MODEL_FALLBACK_URL / MODEL_FALLBACK_NAME: a second OpenAI-compatible
+    #: model, asked when the first one failed (its name defaults to MODEL_NAME).
+    model_fallback_url: str | None = None
+    model_fallback_name: str | None = None
+    #: MODEL_FALLBACK_BUILTIN: the builtin analyser answers when every model
+    #: failed (the worker's status is then ``fallback``, not ``error``).
+    model_fallback_builtin: bool = False
     #: MODEL_MAX_CONCURRENCY: most calls in flight to the model endpoint across
     #: all workers (shared through Redis); 0 means no cap.
     model_max_concurrency: int = 0

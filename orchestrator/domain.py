@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-WorkerStatus = Literal["ok", "error", "timeout"]
+#: ``fallback``: answered by a lower level of the degradation chain.
+WorkerStatus = Literal["ok", "fallback", "error", "timeout"]
+#: The worker statuses that come with an output.
+ANSWERED_STATUSES = ("ok", "fallback")
 RunStatus = Literal["pending", "ok", "partial", "failed"]
 
 JSON = dict[str, Any]

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from orchestrator.adapters.base import ModelAdapter, ModelCall, ModelError, ModelOutputError, ModelTimeout
 from orchestrator.costs import Prices, call_cost
 from orchestrator.dead_letters import DeadLetterMessage, DeadLetterReason, SourceMessage, build_dead_letter
-from orchestrator.domain import JSON, WorkerStatus, split_stored_request
+from orchestrator.domain import ANSWERED_STATUSES, JSON, WorkerStatus, split_stored_request
 from orchestrator.errors import describe, is_infrastructure
 from orchestrator.metrics import MODEL_CALLS, RUNS_FINISHED
 from orchestrator.models import AnalysisRun
@@ -85,6 +85,8 @@ def analyse_part(
     attempt: int,
     cache: ResponseCache | None = None,
     prices: Prices | None = None,
+    level: int = 0,
+    fallback_reason: str | None = None,
 ) -> WorkerOutcome:
     """Run one attempt of ``worker`` for the run launched with ``token``.
 
@@ -93,7 +95,10 @@ def analyse_part(
     called again. Otherwise an answer to the same call in ``cache`` is used
     (unless the caller asked for fresh answers), recorded as ``cached``; a
     model's valid answer is stored there. Every attempt is recorded in
-    ``llm_calls``, with its cost from ``prices`` (a cached answer costs 0). Raises
+    ``llm_calls``, with its cost from ``prices`` (a cached answer costs 0)
+    and its ``level`` in the degradation chain. An answer from a level below
+    the first is a ``fallback`` (never cached), whose error says why: its
+    ``fallback_reason``. Raises
     ``StaleLaunch`` if the launch no longer counts, the ``ModelError`` of a
     failed attempt (after recording it), and ``CallNotRecorded`` if the
     model was called but the record could not be written.
@@ -119,11 +124,12 @@ def analyse_part(
         prompt_ref=prompt_ref,
         model=model_name,
         attempt=attempt,
+        level=level,
     )
     started = time.perf_counter()
     cache = cache or NoResponseCache()
     key = cache_key(pipeline=pipeline.name, worker=worker, prompt=call.prompt, model=model_name, run_input=job.input)
-    cached = _cached_answer(cache, key, spec) if job.use_cache else None
+    cached = _cached_answer(cache, key, spec) if job.use_cache and level == 0 else None
     if cached is not None:
         latency_ms = (time.perf_counter() - started) * 1000
         _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached, cost_usd=0.0))
@@ -155,8 +161,11 @@ def analyse_part(
         cost_usd=call_cost(prices or {}, model_name, reply.usage.input_tokens, reply.usage.output_tokens),
     )
     _record(store, answered)
-    cache.put(key, output)
     MODEL_CALLS.labels(worker=worker, status="ok").inc()
+    if level > 0:
+        reason = f"answered by level {level} ({model_name}) after: {fallback_reason or 'the levels above failed'}"
+        return WorkerOutcome(worker=worker, status="fallback", output=output, error=reason)
+    cache.put(key, output)
     return WorkerOutcome(worker=worker, status="ok", output=output)
 
 
@@ -207,7 +216,7 @@ def aggregate_results(
         for worker in pipeline.worker_names:  # a worker missing from a chord's results: never hide it
             outcomes.setdefault(worker, WorkerOutcome(worker=worker, status="error", error="no result from worker"))
         statuses = {w: outcomes[w].status for w in pipeline.worker_names}
-        outputs = {w: o.output for w, o in outcomes.items() if o.status == "ok" and o.output is not None}
+        outputs = {w: o.output for w, o in outcomes.items() if o.status in ANSWERED_STATUSES and o.output is not None}
         state = pipeline.state.load(connection, run) if pipeline.state is not None else None
         outcome = RunOutcome(
             status=pipeline.decide_status(statuses),

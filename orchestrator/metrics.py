@@ -27,7 +27,8 @@ DEAD_LETTER_PUBLISH_FAILURES = Counter(
     "orchestrator_dead_letter_publish_failures", "Failed attempts to publish a dead letter (each retry counts)"
 )
 #: Retries scheduled by the tasks, by task and reason: ``model`` (a transient
-#: model error) or ``outage`` (the database or Redis was unreachable).
+#: model error), ``fallback`` (a move down the degradation chain) or ``outage``
+#: (the database or Redis was unreachable).
 TASK_RETRIES = Counter("orchestrator_task_retries", "Task retries by task and reason", ["task", "reason"])
 #: Finished runs by source and status, counted by the worker that aggregated them.
 #: (Per pipeline: the stats endpoint, computed from the database.)

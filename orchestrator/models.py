@@ -100,6 +100,9 @@ class LlmCall(Base):
     #: US dollars, from MODEL_PRICES: 0 for the builtin model and cached answers,
     #: null when the model has no price or the call reported no tokens.
     cost_usd: Mapped[float | None] = mapped_column(Float)
+    #: The level of the degradation chain that was asked: 0 the model, then its
+    #: fallback model, then the builtin analyser.
+    level: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     #: The validated output of a successful call; lets a redelivered worker
     #: task reuse it instead of calling the model again.
     output: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.adapters.base import ModelAdapter
@@ -19,15 +20,22 @@ from orchestrator.response_cache import ResponseCache
 from orchestrator.store import RunStore
 
 
+@dataclass(frozen=True)
+class ModelLevel:
+    """One level of the degradation chain: who answers, and the model name recorded for its calls."""
+
+    adapter: ModelAdapter
+    name: str
+
+
 @dataclass
 class Services:
     settings: Settings
     #: The pipelines this process runs, by name.
     pipelines: Pipelines
     store: RunStore
-    adapter: ModelAdapter
-    #: Recorded in ``llm_calls`` for attempts that got no answer.
-    model_name: str
+    #: The degradation chain: the model, its fallback, the builtin analyser.
+    models: tuple[ModelLevel, ...]
     #: Evidence, beside each chord in the broker, that it was not lost.
     markers: LaunchMarkers
     #: Where the dead-letter outbox is published.
@@ -44,15 +52,31 @@ class Services:
         return self.heartbeats.read()
 
 
-def build_adapter(settings: Settings) -> tuple[ModelAdapter, str]:
-    """The OpenAI-compatible client when MODEL_ADAPTER_URL is set, else builtin."""
-    if settings.model_adapter_url:
-        adapter = OpenAIChatAdapter(
-            base_url=settings.model_adapter_url,
-            model=settings.model_name,
-            api_key=settings.model_api_key,
-            connect_timeout=settings.model_connect_timeout,
-            read_timeout=settings.model_read_timeout,
-        )
-        return adapter, settings.model_name
-    return BuiltinAdapter(), BUILTIN_MODEL_NAME
+def build_model_chain(
+    settings: Settings, cap: Callable[[str, ModelAdapter], ModelAdapter] = lambda url, adapter: adapter
+) -> tuple[ModelLevel, ...]:
+    """The model (``MODEL_ADAPTER_URL``, else the builtin analyser), then the fallback model
+    (``MODEL_FALLBACK_URL``), then the builtin analyser (``MODEL_FALLBACK_BUILTIN``).
+
+    Fixed and acyclic: a call only ever moves down it. ``cap`` wraps each
+    model endpoint's adapter (the cap on calls in flight).
+    """
+    if not settings.model_adapter_url:
+        return (ModelLevel(BuiltinAdapter(), BUILTIN_MODEL_NAME),)
+    endpoints = [(settings.model_adapter_url, settings.model_name)]
+    if settings.model_fallback_url:
+        endpoints.append((settings.model_fallback_url, settings.model_fallback_name or settings.model_name))
+    levels = [ModelLevel(cap(url, _openai_adapter(settings, url, name)), name) for url, name in endpoints]
+    if settings.model_fallback_builtin:
+        levels.append(ModelLevel(BuiltinAdapter(), BUILTIN_MODEL_NAME))
+    return tuple(levels)
+
+
+def _openai_adapter(settings: Settings, url: str, name: str) -> OpenAIChatAdapter:
+    return OpenAIChatAdapter(
+        base_url=url,
+        model=name,
+        api_key=settings.model_api_key,
+        connect_timeout=settings.model_connect_timeout,
+        read_timeout=settings.model_read_timeout,
+    )

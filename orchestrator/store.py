@@ -118,6 +118,8 @@ class ModelCallRecord:
     error: str | None = None
     output: JSON | None = None
     cost_usd: float | None = None
+    #: Where in the degradation chain: 0 the model, 1 its fallback, … (the builtin analyser last).
+    level: int = 0
 
     def to_json(self) -> JSON:
         return asdict(self)

@@ -14,6 +14,7 @@ import redis
 from bridge.consumer import Bridge
 from bridge.dlq import DeadLetterPublisher
 from bridge.topics import ensure_topics
+from orchestrator.adapters.base import ModelAdapter
 from orchestrator.analysers.resources import RESOURCES
 from orchestrator.chord import InProcessLaunchMarkers, LaunchMarkers, RedisLaunchMarkers
 from orchestrator.config import Settings
@@ -22,7 +23,7 @@ from orchestrator.model_slots import CappedAdapter, ModelSlots
 from orchestrator.pipelines import load_pipelines
 from orchestrator.response_cache import NoResponseCache, RedisResponseCache, ResponseCache
 from orchestrator.schemas import Limits
-from orchestrator.services import Services, build_adapter
+from orchestrator.services import Services, build_model_chain
 from orchestrator.store import RunStore, create_db_engine
 from tasks.celery_app import OrchestratorCelery, create_celery
 
@@ -31,18 +32,21 @@ log = logging.getLogger(__name__)
 
 def build_services(settings: Settings) -> Services:
     """The process's services. Nothing connects until first used."""
-    adapter, model_name = build_adapter(settings)
     broker = broker_redis(settings)
-    if settings.model_max_concurrency and settings.model_adapter_url and broker is not None:
+
+    def cap(url: str, adapter: ModelAdapter) -> ModelAdapter:
+        if not settings.model_max_concurrency or broker is None:
+            return adapter
         slots = ModelSlots(
             broker,
-            settings.model_adapter_url,
+            url,
             limit=settings.model_max_concurrency,
             # A holder that died frees its slot once the longest call it could have made is over.
             lease_s=settings.model_connect_timeout + settings.model_read_timeout + 5,
             wait_s=settings.model_read_timeout,
         )
-        adapter = CappedAdapter(adapter, slots)
+        return CappedAdapter(adapter, slots)
+
     # The analysers' resources are per process, like a cache; their budget comes from the settings.
     RESOURCES.budget_bytes = settings.memory_budget_bytes
     markers: LaunchMarkers = (
@@ -52,8 +56,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         pipelines=load_pipelines(settings.extra_pipeline_modules, Limits.from_settings(settings)),
         store=RunStore(create_db_engine(settings.database_url)),
-        adapter=adapter,
-        model_name=model_name,
+        models=build_model_chain(settings, cap),
         markers=markers,
         dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
         heartbeats=Heartbeats(broker),

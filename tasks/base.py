@@ -8,13 +8,18 @@ Failures are judged by ``orchestrator.errors.classify``:
   own, so an outage is waited out instead of failing every run in flight;
 - (``ModelWorkerTask``) the model failed transiently: retry with Celery's
   countdown, at least the server's ``Retry-After``, at most
-  ``MODEL_MAX_RETRIES`` times; then, or on a permanent model error or a bug,
-  *return* an error envelope so that the chord's callback always runs
-  (a raising header task would fail the whole chord).
+  ``MODEL_MAX_RETRIES`` times; then, or at once on a permanent model error
+  (a 4xx), move down the degradation chain (``services.models``: the
+  fallback model, then the builtin analyser) with a fresh retry budget of
+  that level's own; past its last level, or on a bug, *return* an error
+  envelope so that the chord's callback always runs (a raising header task
+  would fail the whole chord). The chain is fixed and only ever walked down.
 
 The retry state travels in the task's keyword arguments, so it survives a
-worker restart: ``outage_since`` (when the outage began), ``model_failures``
-and ``unrecorded`` (model calls whose ``llm_calls`` row could not be written
+worker restart: ``outage_since`` (when the outage began), ``level`` (of the
+chain), ``model_failures`` (at this level), ``earlier_attempts`` (at the
+levels above), ``fallback_reason`` (why the first level did not answer) and
+``unrecorded`` (model calls whose ``llm_calls`` row could not be written
 yet; written first on the next try, so the model is not called again).
 """
 
@@ -30,7 +35,7 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from orchestrator.adapters.base import TransientModelError
 from orchestrator.engine import CallNotRecorded, WorkerOutcome
-from orchestrator.errors import Verdict, classify
+from orchestrator.errors import Verdict, classify, describe
 from orchestrator.metrics import TASK_RETRIES
 from orchestrator.store import ModelCallRecord, StaleLaunch
 
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
     from tasks.celery_app import OrchestratorCelery
 
 log = logging.getLogger(__name__)
+
+#: Failures of a model that a lower level of the chain may make up for.
+MODEL_FAILURES = (Verdict.MODEL_TRANSIENT, Verdict.MODEL_PERMANENT)
 
 #: Longest pause between two tries during an outage. A retried task waits in
 #: the worker unacknowledged, so it also stays below a quarter of the
@@ -119,11 +127,20 @@ class ModelWorkerTask(OrchestratorTask):
         token: str,
         worker: str,
         *,
+        level: int = 0,
         model_failures: int = 0,
+        earlier_attempts: int = 0,
+        fallback_reason: str | None = None,
         unrecorded: list[dict[str, Any]] | None = None,
         outage_since: float | None = None,
     ) -> Any:
-        state: dict[str, Any] = {"model_failures": model_failures, "unrecorded": list(unrecorded or [])}
+        state: dict[str, Any] = {
+            "level": level,
+            "model_failures": model_failures,
+            "earlier_attempts": earlier_attempts,
+            "fallback_reason": fallback_reason,
+            "unrecorded": list(unrecorded or []),
+        }
         max_model_retries = self.app.settings.model_max_retries
         try:
             for record in state["unrecorded"]:
@@ -131,8 +148,17 @@ class ModelWorkerTask(OrchestratorTask):
             last = state["unrecorded"][-1] if state["unrecorded"] else None
             state["unrecorded"] = []
             if model_failures > max_model_retries and last is not None:
-                return WorkerOutcome(worker, last["status"], error=last["error"]).to_json()
-            return Task.__call__(self, run_id, token, worker, attempt=model_failures + 1)
+                # This level's budget ran out while its last failure waited to be recorded.
+                if level + 1 >= len(self.services.models):
+                    return WorkerOutcome(worker, last["status"], error=last["error"]).to_json()
+                # (``model_failures`` already counts that failed attempt.)
+                state = self._next_level({**state, "model_failures": model_failures - 1}, str(last["error"]))
+            return Task.__call__(
+                self, run_id, token, worker,
+                attempt=state["earlier_attempts"] + state["model_failures"] + 1,
+                level=state["level"],
+                fallback_reason=state["fallback_reason"],
+            )  # fmt: skip
         except (Retry, Ignore, Reject):
             raise
         except StaleLaunch as exc:
@@ -155,9 +181,26 @@ class ModelWorkerTask(OrchestratorTask):
                 raise self.retry(
                     exc=exc, countdown=countdown, kwargs={**state, "model_failures": model_failures + 1}
                 ) from exc
+            if verdict in MODEL_FAILURES and level + 1 < len(self.services.models):
+                TASK_RETRIES.labels(task=self.name, reason="fallback").inc()
+                log.warning(
+                    "%s of run %s: level %d failed (%s); asking level %d", worker, run_id, level, exc, level + 1
+                )
+                raise self.retry(exc=exc, countdown=0, kwargs=self._next_level(state, describe(exc))) from exc
             if verdict is Verdict.BUG:
                 log.exception("%s task of run %s failed", worker, run_id)
             return WorkerOutcome.failure(worker, exc).to_json()
+
+    @staticmethod
+    def _next_level(state: dict[str, Any], reason: str) -> dict[str, Any]:
+        """The state of the first try at the next level: its own retry budget, the attempts counted on."""
+        return {
+            **state,
+            "level": state["level"] + 1,
+            "model_failures": 0,
+            "earlier_attempts": state["earlier_attempts"] + state["model_failures"] + 1,
+            "fallback_reason": state["fallback_reason"] or reason,
+        }
 
     def _wait_out(self, exc: Exception, worker: str, state: dict[str, Any]) -> Any:
         """Retry through an outage; once its budget is spent, the worker's outcome is an error."""

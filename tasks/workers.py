@@ -24,19 +24,30 @@ log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, base=ModelWorkerTask, name=ANALYSE_PART_TASK)
-def analyse_part_task(self: ModelWorkerTask, run_id: str, token: str, worker: str, attempt: int = 1) -> JSON:
+def analyse_part_task(
+    self: ModelWorkerTask,
+    run_id: str,
+    token: str,
+    worker: str,
+    attempt: int = 1,
+    level: int = 0,
+    fallback_reason: str | None = None,
+) -> JSON:
     services = self.services
+    model = services.models[level]
     outcome = analyse_part(
         services.pipelines,
         worker,
         run_id,
         token,
         store=services.store,
-        adapter=services.adapter,
-        model_name=services.model_name,
+        adapter=model.adapter,
+        model_name=model.name,
         attempt=attempt,
         cache=services.response_cache,
         prices=services.prices,
+        level=level,
+        fallback_reason=fallback_reason,
     )
     return outcome.to_json()
 

@@ -60,7 +60,7 @@ def test_every_field_reads_the_upper_case_variable_of_its_name() -> None:
         elif kind == "float":
             env[f.name.upper()], expected[f.name] = "7.5", 7.5
         elif kind == "bool":
-            env[f.name.upper()], expected[f.name] = "no", not f.default
+            env[f.name.upper()], expected[f.name] = "no" if f.default else "yes", not f.default
         elif f.name == "log_level":  # validated: one of the logging levels
             env[f.name.upper()] = expected[f.name] = "DEBUG"
         elif f.name == "model_prices":  # validated: name=input:output,...

@@ -1,4 +1,4 @@
-"""the cost of each model call
+"""the cost and the degradation level of each model call
 
 Revision ID: 0005
 Revises: 0004
@@ -20,8 +20,10 @@ def upgrade() -> None:
     # Null for calls made before prices were recorded, and for models without a price.
     with op.batch_alter_table("llm_calls") as batch:
         batch.add_column(sa.Column("cost_usd", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("level", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("llm_calls") as batch:
+        batch.drop_column("level")
         batch.drop_column("cost_usd")

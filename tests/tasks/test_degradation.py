@@ -1,0 +1,114 @@
+"""The degradation chain: the model, its fallback model, the builtin analyser; walked down, never silently."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from orchestrator.api import create_app
+from orchestrator.config import Settings
+from orchestrator.models import LlmCall
+from orchestrator.wiring import build_services
+from tests.conftest import MODEL_MAX_RETRIES
+from tests.factories import analyze_body
+from tests.fake_llm import FakeLLM, Fault
+from tests.stack import Stack, running_stack
+
+
+def client_of(stack: Stack) -> FlaskClient:
+    return create_app(stack.settings, services=build_services(stack.settings)).test_client()
+
+
+def calls_of(stack: Stack, run_id: str, worker: str) -> list[LlmCall]:
+    return [call for call in stack.store.calls_for(run_id) if call.worker == worker]
+
+
+@pytest.fixture()
+def builtin_fallback(settings: Settings, log_dir: Path, fake_llm: FakeLLM) -> Iterator[Stack]:
+    with running_stack(replace(settings, model_fallback_builtin=True), log_dir) as stack:
+        yield stack
+
+
+def test_a_worker_whose_model_keeps_failing_is_answered_by_the_builtin_analyser_and_says_so(
+    builtin_fallback: Stack, fake_llm: FakeLLM
+) -> None:
+    fake_llm.fail_always("argument", Fault.status(500))
+
+    bundle: dict[str, Any] = client_of(builtin_fallback).post("/orchestrator/analyze", json=analyze_body(3)).json
+
+    assert bundle["status"] == "ok"
+    assert bundle["worker_statuses"] == {
+        "summary": "ok", "argument": "fallback", "implication_sentiment": "ok", "logic_bias": "ok",
+    }  # fmt: skip
+    assert bundle["arguments"] is not None and "claims" in bundle["arguments"]
+    assert "level 1 (builtin)" in bundle["errors"]["argument"] and "500" in bundle["errors"]["argument"]
+    assert set(bundle) >= {"summary", "logic_bias"} and list(bundle["errors"]) == ["argument"]
+    assert bundle["metadata"]["models_used"] == ["builtin", "fake-model"]
+
+    calls = calls_of(builtin_fallback, bundle["run_id"], "argument")
+    assert [(c.level, c.status, c.attempt) for c in calls] == [
+        *[(0, "error", attempt) for attempt in range(1, MODEL_MAX_RETRIES + 2)],
+        (1, "ok", MODEL_MAX_RETRIES + 2),
+    ]
+    assert calls[-1].model == "builtin" and calls[-1].cost_usd == 0.0
+    assert fake_llm.calls_for("argument") == MODEL_MAX_RETRIES + 1
+
+
+def test_a_4xx_is_not_retried_before_the_next_level(builtin_fallback: Stack, fake_llm: FakeLLM) -> None:
+    fake_llm.fail_always("summary", Fault.status(400))
+
+    bundle = client_of(builtin_fallback).post("/orchestrator/analyze", json=analyze_body(3)).json
+
+    assert bundle["status"] == "ok" and bundle["worker_statuses"]["summary"] == "fallback"
+    calls = calls_of(builtin_fallback, bundle["run_id"], "summary")
+    assert [(c.level, c.status) for c in calls] == [(0, "error"), (1, "ok")]
+    assert fake_llm.calls_for("summary") == 1
+
+
+@pytest.fixture()
+def fallback_model(settings: Settings, log_dir: Path, fake_llm: FakeLLM) -> Iterator[tuple[Stack, FakeLLM]]:
+    with FakeLLM() as second:
+        chain = replace(
+            settings,
+            model_fallback_url=second.url,
+            model_fallback_name="fallback-model",
+            model_fallback_builtin=True,
+        )
+        with running_stack(chain, log_dir) as stack:
+            yield stack, second
+
+
+def test_the_fallback_model_answers_before_the_builtin_analyser(
+    fallback_model: tuple[Stack, FakeLLM], fake_llm: FakeLLM
+) -> None:
+    stack, second = fallback_model
+    fake_llm.fail_always("summary", Fault.status(503))
+
+    bundle = client_of(stack).post("/orchestrator/analyze", json=analyze_body(3)).json
+
+    assert bundle["status"] == "ok" and bundle["worker_statuses"]["summary"] == "fallback"
+    assert "level 1 (fallback-model)" in bundle["errors"]["summary"]
+    calls = calls_of(stack, bundle["run_id"], "summary")
+    assert [c.level for c in calls] == [0] * (MODEL_MAX_RETRIES + 1) + [1]
+    assert calls[-1].status == "ok"
+    assert [r.body["model"] for r in second.requests] == ["fallback-model"]  # summary's call only
+
+
+def test_when_every_level_fails_the_worker_is_an_error_and_no_level_is_asked_twice(
+    fallback_model: tuple[Stack, FakeLLM], fake_llm: FakeLLM
+) -> None:
+    stack, second = fallback_model
+    fake_llm.fail_always("logic_bias", Fault.status(401))
+    second.fail_always("logic_bias", Fault.status(401))
+
+    bundle = client_of(stack).post("/orchestrator/analyze", json=analyze_body(3)).json
+    # The builtin analyser is the last level and does not fail.
+    assert bundle["worker_statuses"]["logic_bias"] == "fallback"
+    assert "level 2 (builtin)" in bundle["errors"]["logic_bias"]
+    assert [c.level for c in calls_of(stack, bundle["run_id"], "logic_bias")] == [0, 1, 2]
+    assert fake_llm.calls_for("logic_bias") == 1 and second.calls_for("logic_bias") == 1
