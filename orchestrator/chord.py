@@ -23,6 +23,7 @@ from celery import Celery, chord
 from celery.canvas import Signature
 from celery.result import AsyncResult
 
+from orchestrator.models import AnalysisRun
 from orchestrator.pipeline import Pipeline
 
 ANALYSE_PART_TASK = "orchestrator.analyse_part"
@@ -124,3 +125,9 @@ class ChordLauncher:
         # publishing leaves no marker, and the sweeper relaunches the run.
         self.markers.mark(run_id, token)
         return result
+
+    def launch_stored(self, run: AnalysisRun, token: str, queue: str) -> AsyncResult:
+        """Launch the chord of a run already stored (a late launch or a relaunch) under ``token``."""
+        return self.launch(
+            run.id, pipeline=run.pipeline, attempt=run.attempt, token=token, queue=queue, traceparent=run.traceparent
+        )

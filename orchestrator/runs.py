@@ -210,14 +210,7 @@ def relaunch_stuck_runs(
             continue
         token = store.take_over_launch(run.id, run.claim_token)
         if token is not None:
-            launcher.launch(
-                run.id,
-                pipeline=run.pipeline,
-                attempt=run.attempt,
-                token=token,
-                queue=queues[run.source],
-                traceparent=run.traceparent,
-            )
+            launcher.launch_stored(run, token, queues[run.source])
             log.warning("run %s event %s: relaunched after %s pending", run.id, run.event_id, older_than)
             relaunched.append(run)
     return relaunched

@@ -31,7 +31,7 @@ from datetime import timedelta
 
 from orchestrator.chord import ChordLauncher, LaunchMarkers
 from orchestrator.engine import fail_run
-from orchestrator.models import AnalysisRun, utcnow
+from orchestrator.models import utcnow
 from orchestrator.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ def sweep_stuck_runs(
         token = store.take_over_claim(run.id, lease)
         if token is not None:
             log.warning("run %s event %s: claimed but never launched; launching it", run.id, run.event_id)
-            _launch(launcher, run, token, queues)
+            # A launch that fails leaves the run to the next sweep (its marker is absent).
+            launcher.launch_stored(run, token, queues[run.source])
             store.mark_launched(run.id, token)
             report.launched.append(run.id)
     for run in store.launched_pending_runs(launched_before=now - grace):
@@ -82,18 +83,6 @@ def sweep_stuck_runs(
         token = store.take_over_launch(run.id, run.claim_token)
         if token is not None:
             log.warning("run %s event %s: its chord was lost; relaunching", run.id, run.event_id)
-            _launch(launcher, run, token, queues)
+            launcher.launch_stored(run, token, queues[run.source])
             report.relaunched.append(run.id)
     return report
-
-
-def _launch(launcher: ChordLauncher, run: AnalysisRun, token: str, queues: Mapping[str, str]) -> None:
-    # A launch that fails leaves the run to the next sweep (its marker is absent).
-    launcher.launch(
-        run.id,
-        pipeline=run.pipeline,
-        attempt=run.attempt,
-        token=token,
-        queue=queues[run.source],
-        traceparent=run.traceparent,
-    )
