@@ -11,6 +11,7 @@ run. The Celery tasks are thin wrappers over these.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -19,10 +20,18 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from orchestrator.adapters.base import ModelAdapter, ModelCall, ModelError, ModelOutputError, ModelTimeout
+from orchestrator.adapters.base import (
+    ModelAdapter,
+    ModelCall,
+    ModelError,
+    ModelOutputError,
+    ModelTimeout,
+    Repair,
+    RepairFailed,
+)
 from orchestrator.costs import Prices, call_cost
 from orchestrator.dead_letters import DeadLetterMessage, DeadLetterReason, SourceMessage, build_dead_letter
-from orchestrator.domain import ANSWERED_STATUSES, JSON, WorkerStatus, split_stored_request
+from orchestrator.domain import ANSWERED_STATUSES, JSON, ModelReply, WorkerStatus, split_stored_request
 from orchestrator.errors import describe, is_infrastructure
 from orchestrator.metrics import MODEL_CALLS, RUNS_FINISHED
 from orchestrator.models import AnalysisRun
@@ -135,20 +144,35 @@ def analyse_part(
         _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached, cost_usd=0.0))
         MODEL_CALLS.labels(worker=worker, status="cached").inc()
         return WorkerOutcome(worker=worker, status="ok", output=cached)
-    try:
-        reply = adapter.complete(call)
-        output = spec.validate(reply.output)
-    except ModelError as exc:
-        failed = replace(
+
+    def failed(exc: ModelError, started: float, repair: bool) -> None:
+        failure = replace(
             record,
             status=failure_status(exc),
             latency_ms=(time.perf_counter() - started) * 1000,
             error=describe(exc),
+            repair=repair,
         )
-        _record(store, failed)
-        MODEL_CALLS.labels(worker=worker, status=failed.status).inc()
+        _record(store, failure)
+        MODEL_CALLS.labels(worker=worker, status=failure.status).inc()
         log.warning("run %s event %s: %s attempt %d failed: %s", run_id, job.event_id, worker, attempt, exc)
-        raise
+
+    try:
+        reply, output = _ask(adapter, call, spec)
+    except ModelError as exc:
+        failed(exc, started, repair=False)
+        if not isinstance(exc, ModelOutputError) or exc.answer is None:
+            raise
+        # One repair: the model sees its answer and what is wrong with it.
+        record = replace(record, repair=True)
+        started = time.perf_counter()
+        try:
+            reply, output = _ask(adapter, replace(call, repair=Repair(exc.answer, str(exc))), spec)
+        except ModelError as repair_exc:
+            failed(repair_exc, started, repair=True)
+            if isinstance(repair_exc, ModelOutputError):
+                raise RepairFailed(f"still invalid after a repair: {repair_exc}", answer=repair_exc.answer) from exc
+            raise
     answered = replace(
         record,
         # Some servers answer with a long model path; the column holds 128.
@@ -167,6 +191,15 @@ def analyse_part(
         return WorkerOutcome(worker=worker, status="fallback", output=output, error=reason)
     cache.put(key, output)
     return WorkerOutcome(worker=worker, status="ok", output=output)
+
+
+def _ask(adapter: ModelAdapter, call: ModelCall, spec: WorkerSpec) -> tuple[ModelReply, JSON]:
+    """The model's reply and its output checked against the worker's schema; raises ``ModelError``."""
+    reply = adapter.complete(call)
+    try:
+        return reply, spec.validate(reply.output)
+    except ModelOutputError as exc:
+        raise ModelOutputError(str(exc), answer=json.dumps(reply.output, ensure_ascii=False)) from exc
 
 
 def _cached_answer(cache: ResponseCache, key: str, spec: WorkerSpec) -> JSON | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -103,6 +103,8 @@ class LlmCall(Base):
     #: The level of the degradation chain that was asked: 0 the model, then its
     #: fallback model, then the builtin analyser.
     level: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: True for the one repair attempt after an answer that was not the worker's JSON.
+    repair: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     #: The validated output of a successful call; lets a redelivered worker
     #: task reuse it instead of calling the model again.
     output: Mapped[dict[str, Any] | None] = mapped_column(JSONColumn)

@@ -8,7 +8,7 @@ embedded SQLite, in Python.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -32,7 +32,9 @@ def compute_stats(store: RunStore, *, window_s: float, processes: Sequence[JSON]
     and p50/p95 duration of finished runs. Per worker: calls by status,
     success rate (answered, from the model or the response cache, among all
     attempts), cache hit rate (answered from the cache among answered), p50/p95
-    latency of the model's answers, tokens and cost (null when no call had a known cost). ``processes``
+    latency of the model's answers, tokens and cost (null when no call had a known cost).
+    Per prompt version: the schema-failure rate of first answers and how often
+    the repair fixed them. ``processes``
     (resident memory and loaded analysers of the worker processes) is
     reported as given.
     """
@@ -45,6 +47,7 @@ def compute_stats(store: RunStore, *, window_s: float, processes: Sequence[JSON]
             AnalysisRun.created_at >= since, AnalysisRun.status.in_(FINISHED),
         )  # fmt: skip
         calls = _calls(connection, since)
+        prompts = _prompts(connection, since)
         call_latency = _percentiles(
             connection, postgres, LlmCall.latency_ms, (LlmCall.pipeline, LlmCall.worker),
             LlmCall.created_at >= since, LlmCall.status == "ok",
@@ -67,6 +70,10 @@ def compute_stats(store: RunStore, *, window_s: float, processes: Sequence[JSON]
     for entry in pipelines.values():
         costs = [worker["cost_usd"] for worker in entry["workers"].values() if worker["cost_usd"] is not None]
         entry["cost_usd"] = round(sum(costs), 8) if costs else None
+        entry["prompts"] = {}
+    for (pipeline, prompt_ref), summary in prompts.items():
+        if pipeline in pipelines:
+            pipelines[pipeline]["prompts"][prompt_ref] = summary
     return {"window_s": window_s, "since": since.isoformat(), "pipelines": pipelines, "processes": list(processes)}
 
 
@@ -120,6 +127,36 @@ def _calls(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
         summary["success_rate"] = _rate(answered, summary["calls"])
         summary["cache_hit_rate"] = _rate(by_status.get("cached", 0), answered)
     return calls
+
+
+def _prompts(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
+    """Per prompt version: how often the model's first answer was not the worker's JSON, and how often
+    the repair fixed it (answers from the cache are not attempts)."""
+    invalid = func.coalesce(LlmCall.error.like("ModelOutputError%"), False)
+    rows = connection.execute(
+        select(LlmCall.pipeline, LlmCall.prompt_ref, LlmCall.repair, LlmCall.status, invalid, func.count())
+        .where(LlmCall.created_at >= since, LlmCall.status != "cached")
+        .group_by(LlmCall.pipeline, LlmCall.prompt_ref, LlmCall.repair, LlmCall.status, invalid)
+    ).all()
+    counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for pipeline, prompt_ref, repair, status, was_invalid, count in rows:
+        tally = counts[(pipeline, prompt_ref)]
+        if repair:
+            tally["repairs"] += count
+            tally["repaired"] += count if status == "ok" else 0
+        else:
+            tally["attempts"] += count
+            tally["schema_failures"] += count if was_invalid else 0
+    return {
+        key: {
+            "attempts": tally["attempts"],
+            "schema_failures": tally["schema_failures"],
+            "schema_failure_rate": _rate(tally["schema_failures"], tally["attempts"]),
+            "repairs": tally["repairs"],
+            "repair_success_rate": _rate(tally["repaired"], tally["repairs"]),
+        }
+        for key, tally in counts.items()
+    }
 
 
 def _percentiles(

@@ -120,6 +120,8 @@ class ModelCallRecord:
     cost_usd: float | None = None
     #: Where in the degradation chain: 0 the model, 1 its fallback, … (the builtin analyser last).
     level: int = 0
+    #: The repair attempt after an answer that was not the worker's JSON.
+    repair: bool = False
 
     def to_json(self) -> JSON:
         return asdict(self)

@@ -9,7 +9,7 @@ Failures are judged by ``orchestrator.errors.classify``:
 - (``ModelWorkerTask``) the model failed transiently: retry with Celery's
   countdown, at least the server's ``Retry-After``, at most
   ``MODEL_MAX_RETRIES`` times; then, or at once on a permanent model error
-  (a 4xx), move down the degradation chain (``services.models``: the
+  (a 4xx) or an answer still invalid after its repair, move down the degradation chain (``services.models``: the
   fallback model, then the builtin analyser) with a fresh retry budget of
   that level's own; past its last level, or on a bug, *return* an error
   envelope so that the chord's callback always runs (a raising header task
@@ -33,7 +33,7 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.time import get_exponential_backoff_interval
 
-from orchestrator.adapters.base import TransientModelError
+from orchestrator.adapters.base import RepairFailed, TransientModelError
 from orchestrator.engine import CallNotRecorded, WorkerOutcome
 from orchestrator.errors import Verdict, classify, describe
 from orchestrator.metrics import TASK_RETRIES
@@ -174,14 +174,17 @@ class ModelWorkerTask(OrchestratorTask):
             verdict = classify(exc)
             if verdict is Verdict.INFRASTRUCTURE:
                 return self._wait_out(exc, worker, {**state, "outage_since": outage_since})
-            if verdict is Verdict.MODEL_TRANSIENT and model_failures < max_model_retries:
+            has_next_level = level + 1 < len(self.services.models)
+            # An answer still invalid after its repair goes down the chain at once (if it can).
+            same_level = not (isinstance(exc, RepairFailed) and has_next_level)
+            if verdict is Verdict.MODEL_TRANSIENT and model_failures < max_model_retries and same_level:
                 retry_after = exc.retry_after if isinstance(exc, TransientModelError) else None
                 countdown = backoff(model_failures, self.app.settings.model_retry_backoff_max, retry_after)
                 TASK_RETRIES.labels(task=self.name, reason="model").inc()
                 raise self.retry(
                     exc=exc, countdown=countdown, kwargs={**state, "model_failures": model_failures + 1}
                 ) from exc
-            if verdict in MODEL_FAILURES and level + 1 < len(self.services.models):
+            if verdict in MODEL_FAILURES and has_next_level:
                 TASK_RETRIES.labels(task=self.name, reason="fallback").inc()
                 log.warning(
                     "%s of run %s: level %d failed (%s); asking level %d", worker, run_id, level, exc, level + 1

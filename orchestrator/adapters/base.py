@@ -26,6 +26,14 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Repair:
+    """A second chance for an answer that was not the worker's JSON: that answer, and what is wrong with it."""
+
+    answer: str
+    problems: str
+
+
+@dataclass(frozen=True)
 class ModelCall:
     """Everything an adapter needs for one call."""
 
@@ -36,6 +44,8 @@ class ModelCall:
     input: JSON
     #: W3C trace context to forward on outgoing requests, if any.
     traceparent: str | None = None
+    #: Set on the one repair attempt after an invalid answer: the model sees its answer and the problems.
+    repair: Repair | None = None
 
 
 class ModelAdapter(Protocol):
@@ -66,8 +76,18 @@ class ModelTimeout(TransientModelError):
 class ModelOutputError(ModelError):
     """The model answered, but not with JSON of the expected shape.
 
-    Retried too: LLMs produce malformed JSON sporadically.
+    ``answer`` is the model's text when it wrote one (then a repair can show it
+    its mistake), None when the HTTP answer itself was broken. Retried too:
+    LLMs produce malformed JSON sporadically.
     """
+
+    def __init__(self, message: str, answer: str | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+class RepairFailed(ModelOutputError):
+    """The answer was still not the worker's JSON after the model was shown its mistake."""
 
 
 class PermanentModelError(ModelError):

@@ -49,6 +49,13 @@ _CONFIG_ERRORS = (
 )
 
 
+#: The repair turn after an invalid answer (``ModelCall.repair``).
+REPAIR_INSTRUCTION = (
+    "Your answer above is not valid: {problems}. Answer again with one JSON object only, no prose, no code "
+    "fence, with exactly the keys and types the instructions ask for."
+)
+
+
 class OpenAIChatAdapter:
     """A ``ModelAdapter`` speaking the OpenAI chat-completions protocol.
 
@@ -96,12 +103,18 @@ class OpenAIChatAdapter:
     # -- request ---------------------------------------------------------------
 
     def _payload(self, call: ModelCall) -> JSON:
+        messages = [
+            {"role": "system", "content": call.prompt.system},
+            {"role": "user", "content": call.prompt.user},
+        ]
+        if call.repair is not None:
+            messages += [
+                {"role": "assistant", "content": call.repair.answer},
+                {"role": "user", "content": REPAIR_INSTRUCTION.format(problems=call.repair.problems)},
+            ]
         return {
             "model": self.model,
-            "messages": [
-                {"role": "system", "content": call.prompt.system},
-                {"role": "user", "content": call.prompt.user},
-            ],
+            "messages": messages,
             "response_format": {"type": "json_object"},
             "temperature": 0,
         }
@@ -178,13 +191,12 @@ class OpenAIChatAdapter:
         try:
             output = json.loads(strip_fence(content))
         except ValueError as exc:
-            raise ModelOutputError(self._msg(call, f"message content is not JSON: {_truncate(content)}")) from exc
+            raise ModelOutputError(
+                self._msg(call, f"message content is not JSON: {_truncate(content)}"), answer=content
+            ) from exc
         if not isinstance(output, dict):
             raise ModelOutputError(
-                self._msg(
-                    call,
-                    f"message content is JSON but not an object: {_truncate(content)}",
-                )
+                self._msg(call, f"message content is JSON but not an object: {_truncate(content)}"), answer=content
             )
         return output
 
