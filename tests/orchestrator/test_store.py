@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -181,8 +182,20 @@ def test_a_failed_publication_keeps_the_letters_and_counts_the_attempt(store: Ru
     store.publish_outbox(lambda letters: None, limit=1000)
 
 
-def test_concurrent_publishers_never_send_the_same_letter_twice(store: RunStore) -> None:
-    store.publish_outbox(lambda letters: None, limit=10_000)  # start from an empty outbox
+@pytest.fixture()
+def private_store() -> Iterator[RunStore]:
+    """A database of this test's own: the suite's workers publish the shared outbox too."""
+    name = f"orchestrator_outbox_{unique('o')[-6:]}"
+    url = recreate_database(name)
+    upgrade_database(url)
+    store = RunStore(create_db_engine(url))
+    yield store
+    store.engine.dispose()
+    drop_database(name)
+
+
+def test_concurrent_publishers_never_send_the_same_letter_twice(private_store: RunStore) -> None:
+    store = private_store
     for n in range(40):
         claimed = claim_run(store, source="kafka")
         finish(store, claimed, dead_letter=lambda run, n=n: DeadLetterMessage(None, str(n).encode(), []))
