@@ -68,17 +68,39 @@ class RunRequest:
     #: False when the caller asked for fresh answers (``"cache": false``,
     #: ``Cache-Control: no-cache``): the response cache is not read.
     use_cache: bool = True
+    #: Milliseconds from submission within which the run should be answered.
+    deadline_ms: int | None = None
 
 
-def stored_request(request: RunRequest, run_input: JSON) -> JSON:
-    """What is stored as a run's request: its input, and its options beside it."""
-    return {**run_input, "prompt_ids": request.prompt_ids, "cache": request.use_cache}
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run's workers answer, stored beside its input."""
+
+    prompt_ids: dict[str, str] = field(default_factory=dict)
+    use_cache: bool = True
+    #: Unix time by which the run should be answered (from ``deadline_ms``), if any.
+    deadline_at: float | None = None
 
 
-def split_stored_request(stored: JSON) -> tuple[JSON, dict[str, str], bool]:
-    """``(input, prompt_ids, use_cache)`` of a stored request (older runs stored no ``cache``)."""
-    run_input = {key: value for key, value in stored.items() if key not in ("prompt_ids", "cache")}
-    return run_input, dict(stored.get("prompt_ids") or {}), bool(stored.get("cache", True))
+_OPTION_KEYS = ("prompt_ids", "cache", "deadline_at")
+
+
+def stored_request(request: RunRequest, run_input: JSON, now: float) -> JSON:
+    """What is stored as a run's request: its input, and its options beside it (the deadline made absolute)."""
+    deadline_at = now + request.deadline_ms / 1000 if request.deadline_ms is not None else None
+    return {**run_input, "prompt_ids": request.prompt_ids, "cache": request.use_cache, "deadline_at": deadline_at}
+
+
+def split_stored_request(stored: JSON) -> tuple[JSON, RunOptions]:
+    """The input and the options of a stored request (older runs stored only ``prompt_ids``)."""
+    run_input = {key: value for key, value in stored.items() if key not in _OPTION_KEYS}
+    deadline_at = stored.get("deadline_at")
+    options = RunOptions(
+        prompt_ids=dict(stored.get("prompt_ids") or {}),
+        use_cache=bool(stored.get("cache", True)),
+        deadline_at=float(deadline_at) if deadline_at is not None else None,
+    )
+    return run_input, options
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from orchestrator.adapters.base import (
+    DeadlinePassed,
     ModelAdapter,
     ModelCall,
     ModelError,
@@ -29,6 +30,7 @@ from orchestrator.adapters.base import (
     Repair,
     RepairFailed,
 )
+from orchestrator.adapters.builtin import MODEL_NAME as BUILTIN_MODEL_NAME
 from orchestrator.costs import Prices, call_cost
 from orchestrator.dead_letters import DeadLetterMessage, DeadLetterReason, SourceMessage, build_dead_letter
 from orchestrator.domain import ANSWERED_STATUSES, JSON, ModelReply, WorkerStatus, split_stored_request
@@ -40,6 +42,9 @@ from orchestrator.response_cache import NoResponseCache, ResponseCache, cache_ke
 from orchestrator.store import ModelCallRecord, RunOutcome, RunStore
 
 log = logging.getLogger(__name__)
+
+#: Of a run's deadline, the part kept for the builtin analyser to answer when the models could not.
+DEADLINE_RESERVE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ def analyse_part(
         return WorkerOutcome(worker=worker, status="ok", output=cached)
 
     def failed(exc: ModelError, started: float, repair: bool) -> None:
+        """Record a failed attempt."""
         failure = replace(
             record,
             status=failure_status(exc),
@@ -157,22 +163,29 @@ def analyse_part(
         MODEL_CALLS.labels(worker=worker, status=failure.status).inc()
         log.warning("run %s event %s: %s attempt %d failed: %s", run_id, job.event_id, worker, attempt, exc)
 
+    def ask(call: ModelCall, repair: bool) -> tuple[ModelReply, JSON]:
+        started = time.perf_counter()
+        try:
+            return _ask(adapter, replace(call, time_left_s=_time_left(job.deadline_at, model_name)), spec)
+        except ModelError as exc:
+            if not isinstance(exc, DeadlinePassed):  # (then nothing was asked)
+                failed(exc, started, repair)
+            exc.deadline_at = job.deadline_at  # the retry policy never waits past it
+            raise
+
     try:
-        reply, output = _ask(adapter, call, spec)
-    except ModelError as exc:
-        failed(exc, started, repair=False)
-        if not isinstance(exc, ModelOutputError) or exc.answer is None:
+        reply, output = ask(call, repair=False)
+    except ModelOutputError as exc:
+        if exc.answer is None:
             raise
         # One repair: the model sees its answer and what is wrong with it.
         record = replace(record, repair=True)
-        started = time.perf_counter()
         try:
-            reply, output = _ask(adapter, replace(call, repair=Repair(exc.answer, str(exc))), spec)
-        except ModelError as repair_exc:
-            failed(repair_exc, started, repair=True)
-            if isinstance(repair_exc, ModelOutputError):
-                raise RepairFailed(f"still invalid after a repair: {repair_exc}", answer=repair_exc.answer) from exc
-            raise
+            reply, output = ask(replace(call, repair=Repair(exc.answer, str(exc))), repair=True)
+        except ModelOutputError as repair_exc:
+            still = RepairFailed(f"still invalid after a repair: {repair_exc}", answer=repair_exc.answer)
+            still.deadline_at = job.deadline_at
+            raise still from exc
     answered = replace(
         record,
         # Some servers answer with a long model path; the column holds 128.
@@ -191,6 +204,17 @@ def analyse_part(
         return WorkerOutcome(worker=worker, status="fallback", output=output, error=reason)
     cache.put(key, output)
     return WorkerOutcome(worker=worker, status="ok", output=output)
+
+
+def _time_left(deadline_at: float | None, model_name: str) -> float | None:
+    """Seconds a model call may take before the run's deadline, keeping ``DEADLINE_RESERVE_S`` for the
+    builtin analyser (which has no timeout); None without a deadline. Raises ``DeadlinePassed``."""
+    if deadline_at is None or model_name == BUILTIN_MODEL_NAME:
+        return None
+    left = deadline_at - time.time() - DEADLINE_RESERVE_S
+    if left <= 0:
+        raise DeadlinePassed("no time left before the run's deadline for a model call")
+    return left
 
 
 def _ask(adapter: ModelAdapter, call: ModelCall, spec: WorkerSpec) -> tuple[ModelReply, JSON]:
@@ -277,7 +301,7 @@ def aggregate_results(
 
 def run_input(run: AnalysisRun) -> JSON:
     """The pipeline's input stored with the run (its request without the prompt choices)."""
-    run_input, _, _ = split_stored_request(run.request)
+    run_input, _ = split_stored_request(run.request)
     return run_input
 
 

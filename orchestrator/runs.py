@@ -102,7 +102,7 @@ def submit_analysis(
         context_id=request.context_id,
         pipeline=request.pipeline,
         source=source,
-        request=stored_request(request, run_input),
+        request=stored_request(request, run_input, now=time.time()),
         lease=lease,
         traceparent=traceparent,
         origin=origin,

@@ -86,6 +86,8 @@ class RunRequestSchema(Schema):
     prompt_ids = fields.Dict(keys=Text(), values=Text(), load_default=dict)
     #: False: answer without reading the response cache.
     cache = fields.Boolean(load_default=True)
+    #: Answer within this many milliseconds (a model that would take longer gives way to the builtin analyser).
+    deadline_ms = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=3_600_000))
 
     def __init__(self, *, pipeline: Pipeline, limits: Limits | None = None, event: bool = False, **kwargs: Any) -> None:
         # A Kafka event must carry its event id; an HTTP body must not (the
@@ -129,6 +131,7 @@ class RunRequestSchema(Schema):
             event_id=data.get("event_id"),
             input_complete=complete,
             use_cache=data["cache"],
+            deadline_ms=data["deadline_ms"],
         )
 
 

@@ -88,6 +88,8 @@ class Job:
     previous_output: JSON | None = None
     #: False when the caller asked for fresh answers.
     use_cache: bool = True
+    #: Unix time by which the run should be answered, if the caller set a deadline.
+    deadline_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -412,14 +414,15 @@ class RunStore:
                 if not marked.rowcount and self._current_token(connection, run_id) != token:
                     raise StaleLaunch(f"run {run_id}: launch {token} was taken over")
             previous_output = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
-        run_input, prompt_ids, use_cache = split_stored_request(run.request)
+        run_input, options = split_stored_request(run.request)
         return Job(
             run_id=run_id,
             event_id=run.event_id,
             pipeline=run.pipeline,
             input=run_input,
-            prompt_ids=prompt_ids,
-            use_cache=use_cache,
+            prompt_ids=options.prompt_ids,
+            use_cache=options.use_cache,
+            deadline_at=options.deadline_at,
             traceparent=run.traceparent,
             previous_output=previous_output,
         )

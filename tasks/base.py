@@ -14,6 +14,10 @@ Failures are judged by ``orchestrator.errors.classify``:
   that level's own; past its last level, or on a bug, *return* an error
   envelope so that the chord's callback always runs (a raising header task
   would fail the whole chord). The chain is fixed and only ever walked down.
+  A run with a deadline never waits past it: when no time is left for a
+  model (or a retry's countdown would end after it), the builtin analyser
+  answers at once if it is the chain's last level; otherwise the worker
+  ends ``timeout``.
 
 The retry state travels in the task's keyword arguments, so it survives a
 worker restart: ``outage_since`` (when the outage began), ``level`` (of the
@@ -33,8 +37,9 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.time import get_exponential_backoff_interval
 
-from orchestrator.adapters.base import RepairFailed, TransientModelError
-from orchestrator.engine import CallNotRecorded, WorkerOutcome
+from orchestrator.adapters.base import DeadlinePassed, ModelError, RepairFailed, TransientModelError
+from orchestrator.adapters.builtin import MODEL_NAME as BUILTIN_MODEL_NAME
+from orchestrator.engine import DEADLINE_RESERVE_S, CallNotRecorded, WorkerOutcome
 from orchestrator.errors import Verdict, classify, describe
 from orchestrator.metrics import TASK_RETRIES
 from orchestrator.store import ModelCallRecord, StaleLaunch
@@ -174,12 +179,25 @@ class ModelWorkerTask(OrchestratorTask):
             verdict = classify(exc)
             if verdict is Verdict.INFRASTRUCTURE:
                 return self._wait_out(exc, worker, {**state, "outage_since": outage_since})
-            has_next_level = level + 1 < len(self.services.models)
+            models = self.services.models
+            has_next_level = level + 1 < len(models)
             # An answer still invalid after its repair goes down the chain at once (if it can).
             same_level = not (isinstance(exc, RepairFailed) and has_next_level)
-            if verdict is Verdict.MODEL_TRANSIENT and model_failures < max_model_retries and same_level:
-                retry_after = exc.retry_after if isinstance(exc, TransientModelError) else None
-                countdown = backoff(model_failures, self.app.settings.model_retry_backoff_max, retry_after)
+            retry_same_level = verdict is Verdict.MODEL_TRANSIENT and model_failures < max_model_retries and same_level
+            retry_after = exc.retry_after if isinstance(exc, TransientModelError) else None
+            countdown = backoff(model_failures, self.app.settings.model_retry_backoff_max, retry_after)
+            deadline_at = exc.deadline_at if isinstance(exc, ModelError) else None
+            if deadline_at is not None and (
+                isinstance(exc, DeadlinePassed)
+                or (retry_same_level and time.time() + countdown >= deadline_at - DEADLINE_RESERVE_S)
+            ):
+                # No time for another model call: the builtin analyser answers, if it is in the chain.
+                if level < len(models) - 1 and models[-1].name == BUILTIN_MODEL_NAME:
+                    TASK_RETRIES.labels(task=self.name, reason="fallback").inc()
+                    state = {**self._next_level(state, describe(exc)), "level": len(models) - 1}
+                    raise self.retry(exc=exc, countdown=0, kwargs=state) from exc
+                return WorkerOutcome.failure(worker, exc).to_json()
+            if retry_same_level:
                 TASK_RETRIES.labels(task=self.name, reason="model").inc()
                 raise self.retry(
                     exc=exc, countdown=countdown, kwargs={**state, "model_failures": model_failures + 1}

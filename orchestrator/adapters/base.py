@@ -46,6 +46,8 @@ class ModelCall:
     traceparent: str | None = None
     #: Set on the one repair attempt after an invalid answer: the model sees its answer and the problems.
     repair: Repair | None = None
+    #: Seconds left before the run's deadline: no call waits longer.
+    time_left_s: float | None = None
 
 
 class ModelAdapter(Protocol):
@@ -55,7 +57,13 @@ class ModelAdapter(Protocol):
 
 
 class ModelError(Exception):
-    """Any failure to get a usable answer from a model."""
+    """Any failure to get a usable answer from a model.
+
+    ``deadline_at`` is the run's deadline (Unix time), set by the engine when
+    the run has one, so that the retry policy never waits past it.
+    """
+
+    deadline_at: float | None = None
 
 
 class TransientModelError(ModelError):
@@ -71,6 +79,10 @@ class TransientModelError(ModelError):
 
 class ModelTimeout(TransientModelError):
     """The model did not answer within the configured timeout."""
+
+
+class DeadlinePassed(ModelTimeout):
+    """No time is left before the run's deadline for a model to answer."""
 
 
 class ModelOutputError(ModelError):

@@ -133,6 +133,13 @@ class OpenAIChatAdapter:
             headers["traceparent"] = call.traceparent
         return headers
 
+    def _timeouts(self, call: ModelCall) -> tuple[float, float]:
+        """(connect, read): a worker may wait longer (or shorter) than the default, and never past the deadline."""
+        connect, read = self.timeout[0], call.worker.timeout_s or self.timeout[1]
+        if call.time_left_s is not None:
+            connect, read = min(connect, call.time_left_s), min(read, call.time_left_s)
+        return connect, read
+
     def _post(self, call: ModelCall) -> requests.Response:
         """POST the call; map transport failures onto ``ModelError`` subclasses."""
         try:
@@ -140,8 +147,7 @@ class OpenAIChatAdapter:
                 self.url,
                 json=self._payload(call),
                 headers=self._headers(call),
-                # A worker may wait longer (or shorter) for its answer than the default.
-                timeout=(self.timeout[0], call.worker.timeout_s or self.timeout[1]),
+                timeout=self._timeouts(call),
                 # A redirected POST may silently become a GET; report it instead.
                 allow_redirects=False,
             )

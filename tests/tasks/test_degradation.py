@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -112,3 +113,39 @@ def test_when_every_level_fails_the_worker_is_an_error_and_no_level_is_asked_twi
     assert "level 2 (builtin)" in bundle["errors"]["logic_bias"]
     assert [c.level for c in calls_of(stack, bundle["run_id"], "logic_bias")] == [0, 1, 2]
     assert fake_llm.calls_for("logic_bias") == 1 and second.calls_for("logic_bias") == 1
+
+
+def test_past_its_deadline_a_slow_model_gives_way_to_the_builtin_analyser(
+    builtin_fallback: Stack, fake_llm: FakeLLM
+) -> None:
+    fake_llm.latency_s = 2.0
+    api = client_of(builtin_fallback)
+    # A first run loads the builtin analysers in the worker (tests do not warm them at start).
+    api.post("/orchestrator/analyze", json={**analyze_body(3), "deadline_ms": 350})
+
+    started = time.monotonic()
+    bundle = api.post("/orchestrator/analyze", json={**analyze_body(3), "deadline_ms": 350}).json
+    took = time.monotonic() - started
+
+    assert bundle["status"] == "ok"
+    assert set(bundle["worker_statuses"].values()) == {"fallback"}
+    assert all("level 1 (builtin)" in error for error in bundle["errors"].values())
+    assert took < fake_llm.latency_s, "the bundle waited for the slow model"
+    for worker in ("summary", "argument"):
+        calls = calls_of(builtin_fallback, bundle["run_id"], worker)
+        assert calls[-1].model == "builtin" and calls[-1].status == "ok"
+        assert all(call.status == "timeout" and call.latency_ms < 1000 for call in calls[:-1])
+    print(f"deadline 350 ms, model 2 s: bundle in {took * 1000:.0f} ms")
+
+
+def test_without_the_builtin_level_a_worker_past_its_deadline_times_out(client: FlaskClient, fake_llm: FakeLLM) -> None:
+    fake_llm.latency_s = 2.0
+    bundle = client.post("/orchestrator/analyze", json={**analyze_body(3), "deadline_ms": 300}).json
+    assert bundle["status"] == "failed"
+    assert set(bundle["worker_statuses"].values()) == {"timeout"}
+
+
+@pytest.mark.parametrize("deadline", [0, -5, "soon", 3_600_001])
+def test_a_bad_deadline_is_a_422(client: FlaskClient, deadline: Any) -> None:
+    response = client.post("/orchestrator/analyze", json={**analyze_body(3), "deadline_ms": deadline})
+    assert response.status_code == 422 and "deadline_ms" in response.json["fields"]
