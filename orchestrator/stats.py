@@ -31,7 +31,9 @@ def compute_stats(store: RunStore, *, window_s: float, processes: Sequence[JSON]
     Per pipeline: runs by status, success rate (``ok`` among finished runs)
     and p50/p95 duration of finished runs. Per worker: calls by status,
     success rate (answered, from the model or the response cache, among all
-    attempts), cache hit rate (answered from the cache among answered), p50/p95
+    attempts), cache hit rate (answered from the cache among answered),
+    answers per level of the degradation chain and the fallback rate (answered
+    below the first level among answered), p50/p95
     latency of the model's answers, tokens and cost (null when no call had a known cost).
     Per prompt version: the schema-failure rate of first answers and how often
     the repair fixed them. ``processes``
@@ -102,21 +104,33 @@ def _calls(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
             LlmCall.pipeline,
             LlmCall.worker,
             LlmCall.status,
+            LlmCall.level,
             func.count(),
             func.coalesce(func.sum(LlmCall.input_tokens), 0),
             func.coalesce(func.sum(LlmCall.output_tokens), 0),
             func.sum(LlmCall.cost_usd),
         )
         .where(LlmCall.created_at >= since)
-        .group_by(LlmCall.pipeline, LlmCall.worker, LlmCall.status)
+        .group_by(LlmCall.pipeline, LlmCall.worker, LlmCall.status, LlmCall.level)
     ).all()
     calls: dict[tuple[str, str], JSON] = {}
-    for pipeline, worker, status, count, input_tokens, output_tokens, cost in rows:
+    for pipeline, worker, status, level, count, input_tokens, output_tokens, cost in rows:
         summary = calls.setdefault(
-            (pipeline, worker), {"calls": 0, "by_status": {}, "input_tokens": 0, "output_tokens": 0, "cost_usd": None}
+            (pipeline, worker),
+            {
+                "calls": 0,
+                "by_status": {},
+                "answered_by_level": {},
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cost_usd": None,
+            },
         )
         summary["calls"] += count
-        summary["by_status"][status] = count
+        summary["by_status"][status] = summary["by_status"].get(status, 0) + count
+        if status in ANSWERED:
+            answered_by_level = summary["answered_by_level"]
+            answered_by_level[str(level)] = answered_by_level.get(str(level), 0) + count
         summary["input_tokens"] += int(input_tokens or 0)
         summary["output_tokens"] += int(output_tokens or 0)
         if cost is not None:
@@ -126,6 +140,8 @@ def _calls(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
         answered = sum(by_status.get(status, 0) for status in ANSWERED)
         summary["success_rate"] = _rate(answered, summary["calls"])
         summary["cache_hit_rate"] = _rate(by_status.get("cached", 0), answered)
+        below_first = sum(count for level, count in summary["answered_by_level"].items() if level != "0")
+        summary["fallback_rate"] = _rate(below_first, answered)
     return calls
 
 

@@ -59,6 +59,10 @@ def test_a_worker_whose_model_keeps_failing_is_answered_by_the_builtin_analyser_
     assert calls[-1].model == "builtin" and calls[-1].cost_usd == 0.0
     assert fake_llm.calls_for("argument") == MODEL_MAX_RETRIES + 1
 
+    workers = client_of(builtin_fallback).get("/orchestrator/stats").json["pipelines"]["analysis"]["workers"]
+    assert workers["argument"]["answered_by_level"] == {"1": 1} and workers["argument"]["fallback_rate"] == 1.0
+    assert workers["summary"]["answered_by_level"] == {"0": 1} and workers["summary"]["fallback_rate"] == 0.0
+
 
 def test_a_4xx_is_not_retried_before_the_next_level(builtin_fallback: Stack, fake_llm: FakeLLM) -> None:
     fake_llm.fail_always("summary", Fault.status(400))
