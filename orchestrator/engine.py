@@ -112,10 +112,13 @@ def analyse_part(
     ``llm_calls``, with its cost from ``prices`` (a cached answer costs 0)
     and its ``level`` in the degradation chain. An answer from a level below
     the first is a ``fallback`` (never cached), whose error says why: its
-    ``fallback_reason``. Raises
-    ``StaleLaunch`` if the launch no longer counts, the ``ModelError`` of a
-    failed attempt (after recording it), and ``CallNotRecorded`` if the
-    model was called but the record could not be written.
+    ``fallback_reason``. An answer that is not the worker's JSON is repaired
+    once (the model is shown it and what is wrong). No call waits past the
+    run's deadline. Raises ``StaleLaunch`` if the launch no longer counts,
+    the ``ModelError`` of a failed attempt (after recording it; with the
+    run's deadline on it), ``RepairFailed`` when the repair did not help,
+    ``DeadlinePassed`` when no time was left to ask, and ``CallNotRecorded``
+    if the model was called but the record could not be written.
     """
     job = store.load_job(run_id, worker, token)
     if job.previous_output is not None:
