@@ -81,7 +81,9 @@ class TutorSessions:
         turn: Any = result.get("session")
         if status == "failed" or not isinstance(turn, dict):
             return
-        error_types = [error["type"] for error in (result.get("analysis") or {}).get("grammar", {}).get("errors", [])]
+        # A failed grammar worker leaves its field null: a turn without error types.
+        grammar = (result.get("analysis") or {}).get("grammar") or {}
+        error_types = [error["type"] for error in grammar.get("errors") or []]
         dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
         inserted = connection.execute(
             dialect.insert(TutorTurn)

@@ -222,6 +222,20 @@ def test_a_failing_required_worker_makes_the_turn_partial_and_the_reply_falls_ba
     assert answer["text"] == "Nice try! I went to school yesterday"
 
 
+def test_a_turn_whose_grammar_worker_failed_is_partial_and_still_a_turn_of_its_session(
+    client: FlaskClient, fake_llm: FakeLLM
+) -> None:
+    fake_llm.fail_always("grammar", Fault.status(400))
+    request = body()
+
+    answer = client.post(ANALYZE, json=request).json
+
+    assert answer["status"] == "partial" and answer["worker_statuses"]["grammar"] == "error"
+    assert answer["analysis"]["grammar"] is None
+    session = client.get(f"/api/v1/ai/sessions/{request['session_id']}").json
+    assert session["turns"] == 1 and session["history"][-1]["error_types"] == []
+
+
 def test_a_failing_optional_worker_leaves_the_turn_ok_without_its_score(client: FlaskClient, fake_llm: FakeLLM) -> None:
     fake_llm.fail_always("fluency", Fault.status(400))
 
