@@ -74,6 +74,9 @@ class Settings:
     model_max_retries: int = 3
     #: MODEL_RETRY_BACKOFF_MAX: cap in seconds on the delay between attempts.
     model_retry_backoff_max: float = 20.0
+    #: MODEL_MAX_TOKENS: most tokens a model may write per answer (sent as
+    #: ``max_tokens``); unset leaves it to the server.
+    model_max_tokens: int | None = None
     #: MODEL_FALLBACK_URL / MODEL_FALLBACK_NAME: a second OpenAI-compatible
     #: model, asked when the first one failed (its name defaults to MODEL_NAME).
     model_fallback_url: str | None = None
@@ -163,6 +166,8 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()} must not be negative")
         parse_prices(self.model_prices)  # refused at start, not at the first call
+        if self.model_max_tokens is not None and self.model_max_tokens < 1:
+            raise ConfigError("MODEL_MAX_TOKENS must be at least 1")
         if self.orchestrator_max_memory_gb is not None and self.orchestrator_max_memory_gb <= 0:
             raise ConfigError("ORCHESTRATOR_MAX_MEMORY_GB must be positive")
 

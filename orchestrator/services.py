@@ -79,4 +79,5 @@ def _openai_adapter(settings: Settings, url: str, name: str) -> OpenAIChatAdapte
         api_key=settings.model_api_key,
         connect_timeout=settings.model_connect_timeout,
         read_timeout=settings.model_read_timeout,
+        max_tokens=settings.model_max_tokens,
     )

@@ -74,9 +74,11 @@ class OpenAIChatAdapter:
         connect_timeout: float = 3.05,
         read_timeout: float = 30.0,
         session: requests.Session | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
+        self.max_tokens = max_tokens
         self.timeout = (connect_timeout, read_timeout)
         self._api_key = api_key
         # A caller-provided session is used as configured; our own gets a big pool.
@@ -112,12 +114,16 @@ class OpenAIChatAdapter:
                 {"role": "assistant", "content": call.repair.answer},
                 {"role": "user", "content": REPAIR_INSTRUCTION.format(problems=call.repair.problems)},
             ]
-        return {
+        payload: JSON = {
             "model": self.model,
             "messages": messages,
             "response_format": {"type": "json_object"},
             "temperature": 0,
         }
+        if self.max_tokens is not None:
+            # A small model may loop until its context is full; an answer cut here is repaired or retried.
+            payload["max_tokens"] = self.max_tokens
+        return payload
 
     def _headers(self, call: ModelCall) -> dict[str, str]:
         headers = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -19,9 +20,11 @@ from orchestrator.adapters.base import (
     ModelTimeout,
     PermanentModelError,
     Prompt,
+    Repair,
     TransientModelError,
 )
 from orchestrator.adapters.openai import (
+    REPAIR_INSTRUCTION,
     OpenAIChatAdapter,
     parse_retry_after,
     strip_fence,
@@ -108,6 +111,32 @@ def test_request_carries_model_messages_format_and_headers(llm: FakeLLM) -> None
     assert request.headers["x-prompt-ref"] == "logic_bias@v1"
     assert request.headers["traceparent"] == TRACEPARENT
     assert request.path == "/v1/chat/completions"
+    assert "max_tokens" not in request.body  # left to the server unless MODEL_MAX_TOKENS is set
+
+
+def test_max_tokens_is_sent_when_configured(llm: FakeLLM) -> None:
+    make_adapter(llm, max_tokens=256).complete(make_call("summary"))
+    (request,) = llm.requests
+    assert request.body["max_tokens"] == 256
+
+
+def test_a_repair_shows_the_model_its_answer_and_the_problems(llm: FakeLLM) -> None:
+    call = replace(make_call("summary"), repair=Repair(answer='{"x": 1}', problems="summary is missing"))
+    make_adapter(llm).complete(call)
+    (request,) = llm.requests
+    assert request.body["messages"][2:] == [
+        {"role": "assistant", "content": '{"x": 1}'},
+        {"role": "user", "content": REPAIR_INSTRUCTION.format(problems="summary is missing")},
+    ]
+
+
+def test_no_call_waits_past_the_time_left_before_the_deadline(llm: FakeLLM) -> None:
+    llm.latency_s = 2.0
+    call = replace(make_call("summary"), time_left_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(ModelTimeout):
+        make_adapter(llm, read_timeout=30).complete(call)
+    assert time.monotonic() - started < 1.5
 
 
 def test_no_key_and_no_traceparent_means_no_such_headers(llm: FakeLLM) -> None:
