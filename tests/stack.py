@@ -16,12 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from orchestrator.api import create_app
 from orchestrator.config import Settings
 from orchestrator.migrate import upgrade_database
 from orchestrator.models import AnalysisRun, LlmCall
 from orchestrator.store import RunStore, create_db_engine
+from orchestrator.wiring import build_services
 from tests.conftest import settings_env
 from tests.kafka import produce
 from tests.services import Process, drop_database, recreate_database, service_env, start_celery_worker
@@ -61,6 +64,14 @@ class Stack:
         )
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    def api_client(self) -> FlaskClient:
+        """A Flask test client of the API wired to this stack (its database, queues and worker)."""
+        return create_app(self.settings, services=build_services(self.settings)).test_client()
+
+    def calls_of(self, run_id: str, worker: str) -> list[LlmCall]:
+        """The ``llm_calls`` rows of one worker of a run, oldest first."""
+        return [call for call in self.store.calls_for(run_id) if call.worker == worker]
 
     @property
     def dlq(self) -> tuple[str, str]:

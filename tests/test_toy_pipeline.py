@@ -19,10 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from bridge.redrive import read_dead_letters
-from orchestrator.api import create_app
 from orchestrator.config import Settings
 from orchestrator.models import LlmCall
-from orchestrator.wiring import build_services
 from tests.factories import unique
 from tests.services import ROOT, wait_until
 from tests.stack import Stack, finished, running_stack, runs_for
@@ -37,7 +35,7 @@ def stack(kafka_settings: Settings, log_dir: Path) -> Iterator[Stack]:
 
 
 def test_the_toy_pipeline_runs_through_the_api_with_its_optional_worker_allowed_to_fail(stack: Stack) -> None:
-    client = create_app(stack.settings, services=build_services(stack.settings)).test_client()
+    client = stack.api_client()
 
     counted = client.post(
         "/orchestrator/analyze", json={"pipeline": "wordcount", "context_id": unique("c"), "text": "three little words"}

@@ -64,7 +64,7 @@ def figure_of(call: LlmCall) -> CallFigure:
 
 @pytest.fixture(scope="module")
 def client(llm_stack: Stack) -> FlaskClient:
-    return create_app(llm_stack.settings, services=build_services(llm_stack.settings)).test_client()
+    return llm_stack.api_client()
 
 
 @pytest.fixture(scope="module")

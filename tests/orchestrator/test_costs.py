@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from orchestrator.api import create_app
 from orchestrator.config import ConfigError, Settings, parse_prices
 from orchestrator.costs import call_cost
-from orchestrator.wiring import build_services
 from tests.factories import WORKERS, analyze_body
 from tests.fake_llm import FakeLLM
 from tests.stack import Stack, running_stack
@@ -51,7 +49,7 @@ def priced_stack(settings: Settings, log_dir: Path, fake_llm: FakeLLM) -> Iterat
 
 @pytest.fixture()
 def priced_client(priced_stack: Stack) -> FlaskClient:
-    return create_app(priced_stack.settings, services=build_services(priced_stack.settings)).test_client()
+    return priced_stack.api_client()
 
 
 def test_each_call_records_its_cost_and_the_run_and_the_stats_sum_them(

@@ -13,10 +13,8 @@ import pytest
 import redis
 
 from orchestrator.adapters.base import TransientModelError
-from orchestrator.api import create_app
 from orchestrator.config import Settings
 from orchestrator.model_slots import EndpointBusy, ModelSlots
-from orchestrator.wiring import build_services
 from tests.conftest import REDIS_DB
 from tests.factories import analyze_body, unique
 from tests.fake_llm import FakeLLM
@@ -86,7 +84,7 @@ def capped_stack(settings: Settings, log_dir: Path) -> Iterator[tuple[Stack, Fak
 
 def test_a_worker_sends_one_call_at_a_time_to_an_endpoint_capped_at_one(capped_stack: tuple[Stack, FakeLLM]) -> None:
     stack, model = capped_stack
-    api = create_app(stack.settings, services=build_services(stack.settings)).test_client()
+    api = stack.api_client()
 
     bundle = api.post("/orchestrator/analyze", json=analyze_body(3)).json
 

@@ -15,13 +15,11 @@ from marshmallow import ValidationError
 
 from orchestrator.adapters.base import Prompt
 from orchestrator.adapters.builtin import BuiltinAdapter
-from orchestrator.api import create_app
 from orchestrator.config import Settings
 from orchestrator.engine import analyse_part
 from orchestrator.pipelines import load_pipelines
 from orchestrator.response_cache import KEY_PREFIX, RedisResponseCache, cache_key
 from orchestrator.store import RunStore
-from orchestrator.wiring import build_services
 from tests.conftest import REDIS_DB
 from tests.factories import WORKERS, analyze_body, claim_run, unique
 from tests.fake_llm import FakeLLM
@@ -141,7 +139,7 @@ def cached_stack(settings: Settings, log_dir: Path, fake_llm: FakeLLM) -> Iterat
 
 @pytest.fixture()
 def cached_client(cached_stack: Stack) -> FlaskClient:
-    return create_app(cached_stack.settings, services=build_services(cached_stack.settings)).test_client()
+    return cached_stack.api_client()
 
 
 def unseen_body() -> dict[str, Any]:

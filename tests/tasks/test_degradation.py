@@ -11,28 +11,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from orchestrator.api import create_app
 from orchestrator.config import Settings
-from orchestrator.models import LlmCall
-from orchestrator.wiring import build_services
 from tests.conftest import MODEL_MAX_RETRIES
 from tests.factories import analyze_body
 from tests.fake_llm import FakeLLM, Fault
 from tests.stack import Stack, running_stack
-
-
-def client_of(stack: Stack) -> FlaskClient:
-    return create_app(stack.settings, services=build_services(stack.settings)).test_client()
-
-
-def calls_of(stack: Stack, run_id: str, worker: str) -> list[LlmCall]:
-    return [call for call in stack.store.calls_for(run_id) if call.worker == worker]
-
-
-@pytest.fixture()
-def builtin_fallback(settings: Settings, log_dir: Path, fake_llm: FakeLLM) -> Iterator[Stack]:
-    with running_stack(replace(settings, model_fallback_builtin=True), log_dir) as stack:
-        yield stack
 
 
 def test_a_worker_whose_model_keeps_failing_is_answered_by_the_builtin_analyser_and_says_so(
@@ -40,7 +23,7 @@ def test_a_worker_whose_model_keeps_failing_is_answered_by_the_builtin_analyser_
 ) -> None:
     fake_llm.fail_always("argument", Fault.status(500))
 
-    bundle: dict[str, Any] = client_of(builtin_fallback).post("/orchestrator/analyze", json=analyze_body(3)).json
+    bundle: dict[str, Any] = builtin_fallback.api_client().post("/orchestrator/analyze", json=analyze_body(3)).json
 
     assert bundle["status"] == "ok"
     assert bundle["worker_statuses"] == {
@@ -51,7 +34,7 @@ def test_a_worker_whose_model_keeps_failing_is_answered_by_the_builtin_analyser_
     assert set(bundle) >= {"summary", "logic_bias"} and list(bundle["errors"]) == ["argument"]
     assert bundle["metadata"]["models_used"] == ["builtin", "fake-model"]
 
-    calls = calls_of(builtin_fallback, bundle["run_id"], "argument")
+    calls = builtin_fallback.calls_of(bundle["run_id"], "argument")
     assert [(c.level, c.status, c.attempt) for c in calls] == [
         *[(0, "error", attempt) for attempt in range(1, MODEL_MAX_RETRIES + 2)],
         (1, "ok", MODEL_MAX_RETRIES + 2),
@@ -59,7 +42,7 @@ def test_a_worker_whose_model_keeps_failing_is_answered_by_the_builtin_analyser_
     assert calls[-1].model == "builtin" and calls[-1].cost_usd == 0.0
     assert fake_llm.calls_for("argument") == MODEL_MAX_RETRIES + 1
 
-    workers = client_of(builtin_fallback).get("/orchestrator/stats").json["pipelines"]["analysis"]["workers"]
+    workers = builtin_fallback.api_client().get("/orchestrator/stats").json["pipelines"]["analysis"]["workers"]
     assert workers["argument"]["answered_by_level"] == {"1": 1} and workers["argument"]["fallback_rate"] == 1.0
     assert workers["summary"]["answered_by_level"] == {"0": 1} and workers["summary"]["fallback_rate"] == 0.0
 
@@ -67,10 +50,10 @@ def test_a_worker_whose_model_keeps_failing_is_answered_by_the_builtin_analyser_
 def test_a_4xx_is_not_retried_before_the_next_level(builtin_fallback: Stack, fake_llm: FakeLLM) -> None:
     fake_llm.fail_always("summary", Fault.status(400))
 
-    bundle = client_of(builtin_fallback).post("/orchestrator/analyze", json=analyze_body(3)).json
+    bundle = builtin_fallback.api_client().post("/orchestrator/analyze", json=analyze_body(3)).json
 
     assert bundle["status"] == "ok" and bundle["worker_statuses"]["summary"] == "fallback"
-    calls = calls_of(builtin_fallback, bundle["run_id"], "summary")
+    calls = builtin_fallback.calls_of(bundle["run_id"], "summary")
     assert [(c.level, c.status) for c in calls] == [(0, "error"), (1, "ok")]
     assert fake_llm.calls_for("summary") == 1
 
@@ -94,11 +77,11 @@ def test_the_fallback_model_answers_before_the_builtin_analyser(
     stack, second = fallback_model
     fake_llm.fail_always("summary", Fault.status(503))
 
-    bundle = client_of(stack).post("/orchestrator/analyze", json=analyze_body(3)).json
+    bundle = stack.api_client().post("/orchestrator/analyze", json=analyze_body(3)).json
 
     assert bundle["status"] == "ok" and bundle["worker_statuses"]["summary"] == "fallback"
     assert "level 1 (fallback-model)" in bundle["errors"]["summary"]
-    calls = calls_of(stack, bundle["run_id"], "summary")
+    calls = stack.calls_of(bundle["run_id"], "summary")
     assert [c.level for c in calls] == [0] * (MODEL_MAX_RETRIES + 1) + [1]
     assert calls[-1].status == "ok"
     assert [r.body["model"] for r in second.requests] == ["fallback-model"]  # summary's call only
@@ -111,11 +94,11 @@ def test_when_every_level_fails_the_worker_is_an_error_and_no_level_is_asked_twi
     fake_llm.fail_always("logic_bias", Fault.status(401))
     second.fail_always("logic_bias", Fault.status(401))
 
-    bundle = client_of(stack).post("/orchestrator/analyze", json=analyze_body(3)).json
+    bundle = stack.api_client().post("/orchestrator/analyze", json=analyze_body(3)).json
     # The builtin analyser is the last level and does not fail.
     assert bundle["worker_statuses"]["logic_bias"] == "fallback"
     assert "level 2 (builtin)" in bundle["errors"]["logic_bias"]
-    assert [c.level for c in calls_of(stack, bundle["run_id"], "logic_bias")] == [0, 1, 2]
+    assert [c.level for c in stack.calls_of(bundle["run_id"], "logic_bias")] == [0, 1, 2]
     assert fake_llm.calls_for("logic_bias") == 1 and second.calls_for("logic_bias") == 1
 
 
@@ -123,7 +106,7 @@ def test_past_its_deadline_a_slow_model_gives_way_to_the_builtin_analyser(
     builtin_fallback: Stack, fake_llm: FakeLLM
 ) -> None:
     fake_llm.latency_s = 2.0
-    api = client_of(builtin_fallback)
+    api = builtin_fallback.api_client()
     # A first run loads the builtin analysers in the worker (tests do not warm them at start).
     api.post("/orchestrator/analyze", json={**analyze_body(3), "deadline_ms": 350})
 
@@ -136,7 +119,7 @@ def test_past_its_deadline_a_slow_model_gives_way_to_the_builtin_analyser(
     assert all("level 1 (builtin)" in error for error in bundle["errors"].values())
     assert took < fake_llm.latency_s, "the bundle waited for the slow model"
     for worker in ("summary", "argument"):
-        calls = calls_of(builtin_fallback, bundle["run_id"], worker)
+        calls = builtin_fallback.calls_of(bundle["run_id"], worker)
         assert calls[-1].model == "builtin" and calls[-1].status == "ok"
         assert all(call.status == "timeout" and call.latency_ms < 1000 for call in calls[:-1])
     print(f"deadline 350 ms, model 2 s: bundle in {took * 1000:.0f} ms")

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
-
-import pytest
 from flask.testing import FlaskClient
 
-from orchestrator.api import create_app
-from orchestrator.config import Settings
 from orchestrator.models import LlmCall
 from orchestrator.store import RunStore
-from orchestrator.wiring import build_services
 from tests.factories import analyze_body
 from tests.fake_llm import FakeLLM, Fault
-from tests.stack import Stack, running_stack
+from tests.stack import Stack
 
 
 def calls_of(store: RunStore, run_id: str, worker: str) -> list[LlmCall]:
@@ -65,23 +57,17 @@ def test_a_broken_http_answer_has_nothing_to_repair(client: FlaskClient, store: 
     assert [(c.attempt, c.repair) for c in calls] == [(1, False), (2, False)]
 
 
-@pytest.fixture()
-def builtin_fallback(settings: Settings, log_dir: Path, fake_llm: FakeLLM) -> Iterator[Stack]:
-    with running_stack(replace(settings, model_fallback_builtin=True), log_dir) as stack:
-        yield stack
-
-
 def test_an_answer_still_invalid_after_its_repair_goes_down_the_chain_and_the_stats_count_it(
     builtin_fallback: Stack, fake_llm: FakeLLM
 ) -> None:
     fake_llm.fail_always("logic_bias", Fault.bad_content())
-    api = create_app(builtin_fallback.settings, services=build_services(builtin_fallback.settings)).test_client()
+    api = builtin_fallback.api_client()
 
     bundle = api.post("/orchestrator/analyze", json=analyze_body(3)).json
 
     assert bundle["status"] == "ok" and bundle["worker_statuses"]["logic_bias"] == "fallback"
     assert "RepairFailed" in bundle["errors"]["logic_bias"]
-    calls = calls_of(builtin_fallback.store, bundle["run_id"], "logic_bias")
+    calls = builtin_fallback.calls_of(bundle["run_id"], "logic_bias")
     assert [(c.level, c.repair, c.status) for c in calls] == [(0, False, "error"), (0, True, "error"), (1, False, "ok")]
     assert fake_llm.calls_for("logic_bias") == 2
 

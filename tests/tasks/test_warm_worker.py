@@ -7,9 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.api import create_app
 from orchestrator.config import Settings
-from orchestrator.wiring import build_services
 from tests.factories import unique
 from tests.services import wait_until
 from tests.stack import running_stack
@@ -20,7 +18,7 @@ def test_a_worker_warms_its_analysers_reports_its_memory_and_tutors_offline(
 ) -> None:
     settings = replace(kafka_settings, model_adapter_url=None, warm_analysers=True)
     with running_stack(settings, log_dir) as stack:
-        client = create_app(stack.settings, services=build_services(stack.settings)).test_client()
+        client = stack.api_client()
 
         # Other workers of the suite share this Redis: find this stack's own by its pid.
         name = f"{socket.gethostname()}:{stack.worker.popen.pid}"
