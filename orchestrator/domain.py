@@ -12,7 +12,7 @@ from typing import Any, Literal
 #: ``fallback``: answered by a lower level of the degradation chain.
 WorkerStatus = Literal["ok", "fallback", "error", "timeout"]
 #: The worker statuses that come with an output.
-ANSWERED_STATUSES = ("ok", "fallback")
+ANSWERED_WORKER_STATUSES = ("ok", "fallback")
 RunStatus = Literal["pending", "ok", "partial", "failed"]
 
 JSON = dict[str, Any]

@@ -33,7 +33,7 @@ from orchestrator.adapters.base import (
 from orchestrator.adapters.builtin import MODEL_NAME as BUILTIN_MODEL_NAME
 from orchestrator.costs import Prices, call_cost
 from orchestrator.dead_letters import DeadLetterMessage, DeadLetterReason, SourceMessage, build_dead_letter
-from orchestrator.domain import ANSWERED_STATUSES, JSON, ModelReply, WorkerStatus, split_stored_request
+from orchestrator.domain import ANSWERED_WORKER_STATUSES, JSON, ModelReply, WorkerStatus, split_stored_request
 from orchestrator.errors import describe, is_infrastructure
 from orchestrator.metrics import MODEL_CALLS, RUNS_FINISHED
 from orchestrator.models import AnalysisRun
@@ -276,7 +276,9 @@ def aggregate_results(
         for worker in pipeline.worker_names:  # a worker missing from a chord's results: never hide it
             outcomes.setdefault(worker, WorkerOutcome(worker=worker, status="error", error="no result from worker"))
         statuses = {w: outcomes[w].status for w in pipeline.worker_names}
-        outputs = {w: o.output for w, o in outcomes.items() if o.status in ANSWERED_STATUSES and o.output is not None}
+        outputs = {
+            w: o.output for w, o in outcomes.items() if o.status in ANSWERED_WORKER_STATUSES and o.output is not None
+        }
         state = pipeline.state.load(connection, run) if pipeline.state is not None else None
         outcome = RunOutcome(
             status=pipeline.decide_status(statuses),

@@ -74,7 +74,7 @@ class AnalysisRun(Base):
 
 
 #: ``llm_calls`` statuses of an attempt that produced the worker's output.
-ANSWERED = ("ok", "cached")
+ANSWERED_CALL_STATUSES = ("ok", "cached")
 
 
 class LlmCall(Base):

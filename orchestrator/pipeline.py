@@ -19,7 +19,7 @@ from marshmallow import Schema, ValidationError
 from sqlalchemy import Connection
 
 from orchestrator.adapters.base import ModelOutputError, Prompt
-from orchestrator.domain import ANSWERED_STATUSES, JSON, RunStatus
+from orchestrator.domain import ANSWERED_WORKER_STATUSES, JSON, RunStatus
 from orchestrator.schemas import RunRequestSchema
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ class Pipeline:
     def decide_status(self, statuses: Mapping[str, str]) -> RunStatus:
         """ok when every required worker succeeded (optional ones may have failed),
         failed when none of them did, partial otherwise."""
-        required = [statuses.get(worker.name) in ANSWERED_STATUSES for worker in self.workers if worker.required]
+        required = [statuses.get(worker.name) in ANSWERED_WORKER_STATUSES for worker in self.workers if worker.required]
         if all(required):
             return "ok"
         return "partial" if any(required) else "failed"

@@ -21,7 +21,7 @@ from orchestrator.chord import ChordLauncher
 from orchestrator.domain import JSON, RunRequest, stored_request
 from orchestrator.engine import bundle_response
 from orchestrator.errors import BadInput, TryLater, is_infrastructure
-from orchestrator.models import ANSWERED, AnalysisRun, utcnow
+from orchestrator.models import ANSWERED_CALL_STATUSES, AnalysisRun, utcnow
 from orchestrator.pipeline import Pipeline
 from orchestrator.store import RunStore
 
@@ -266,7 +266,7 @@ def run_metadata(store: RunStore, run_id: str) -> JSON:
     cache, and the cost of its model calls (null when no call had a known cost)."""
     run = store.get_run(run_id)
     calls = store.calls_for(run_id)
-    answered = [call for call in calls if call.status in ANSWERED]
+    answered = [call for call in calls if call.status in ANSWERED_CALL_STATUSES]
     costs = [call.cost_usd for call in calls if call.cost_usd is not None]
     return {
         "processing_time_ms": round(run.duration_ms) if run is not None and run.duration_ms is not None else None,

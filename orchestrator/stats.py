@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from orchestrator.domain import JSON
-from orchestrator.models import ANSWERED, AnalysisRun, LlmCall, utcnow
+from orchestrator.models import ANSWERED_CALL_STATUSES, AnalysisRun, LlmCall, utcnow
 from orchestrator.store import RunStore
 
 #: Default and largest window, in seconds.
@@ -128,7 +128,7 @@ def _calls(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
         )
         summary["calls"] += count
         summary["by_status"][status] = summary["by_status"].get(status, 0) + count
-        if status in ANSWERED:
+        if status in ANSWERED_CALL_STATUSES:
             answered_by_level = summary["answered_by_level"]
             answered_by_level[str(level)] = answered_by_level.get(str(level), 0) + count
         summary["input_tokens"] += int(input_tokens or 0)
@@ -137,7 +137,7 @@ def _calls(connection: Connection, since: Any) -> dict[tuple[str, str], JSON]:
             summary["cost_usd"] = round((summary["cost_usd"] or 0.0) + float(cost), 8)
     for summary in calls.values():
         by_status = summary["by_status"]
-        answered = sum(by_status.get(status, 0) for status in ANSWERED)
+        answered = sum(by_status.get(status, 0) for status in ANSWERED_CALL_STATUSES)
         summary["success_rate"] = _rate(answered, summary["calls"])
         summary["cache_hit_rate"] = _rate(by_status.get("cached", 0), answered)
         below_first = sum(count for level, count in summary["answered_by_level"].items() if level != "0")

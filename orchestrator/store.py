@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.dead_letters import DeadLetterMessage
 from orchestrator.domain import JSON, split_stored_request
 from orchestrator.errors import describe
-from orchestrator.models import ANSWERED, AnalysisRun, Context, DeadLetterOutbox, LlmCall, utcnow
+from orchestrator.models import ANSWERED_CALL_STATUSES, AnalysisRun, Context, DeadLetterOutbox, LlmCall, utcnow
 
 
 def create_db_engine(url: str) -> Engine:
@@ -565,7 +565,7 @@ class RunStore:
 def _successful_output_query(run_id: str, worker: str) -> Select[tuple[Any]]:
     return (
         select(LlmCall.output)
-        .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status.in_(ANSWERED))
+        .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status.in_(ANSWERED_CALL_STATUSES))
         .limit(1)
     )
 
