@@ -234,19 +234,16 @@ class RunStore:
         has expired: a launcher still within its lease may be launching.
         """
         now = utcnow()
-        token = str(uuid.uuid4())
-        with self.engine.begin() as connection:
-            taken = connection.execute(
-                update(AnalysisRun)
-                .where(
-                    AnalysisRun.id == run_id,
-                    AnalysisRun.status == "pending",
-                    AnalysisRun.launched_at.is_(None),
-                    or_(AnalysisRun.lease_expires_at.is_(None), AnalysisRun.lease_expires_at < now),
-                )
-                .values(claim_token=token, lease_expires_at=now + lease, created_at=now)
-            )
-        return token if taken.rowcount else None
+        return self._new_token(
+            run_id,
+            (
+                AnalysisRun.status == "pending",
+                AnalysisRun.launched_at.is_(None),
+                or_(AnalysisRun.lease_expires_at.is_(None), AnalysisRun.lease_expires_at < now),
+            ),
+            lease_expires_at=now + lease,
+            created_at=now,
+        )
 
     def renew_lease(self, run_id: str, token: str, lease: timedelta) -> bool:
         """Extend an unexpired lease; False if ``token`` lost it (it must not launch)."""
@@ -309,29 +306,23 @@ class RunStore:
         letter carries its attempt.
         """
         now = utcnow()
-        token = str(uuid.uuid4())
-        with self.engine.begin() as connection:
-            reopened = connection.execute(
-                update(AnalysisRun)
-                .where(AnalysisRun.id == run_id, AnalysisRun.status == "failed", AnalysisRun.attempt < attempt)
-                .values(
-                    status="pending",
-                    attempt=attempt,
-                    origin=origin,
-                    traceparent=traceparent,
-                    created_at=now,
-                    launched_at=None,
-                    finished_at=None,
-                    duration_ms=None,
-                    result=None,
-                    worker_statuses=None,
-                    errors=None,
-                    claim_token=token,
-                    lease_expires_at=now + lease,
-                    relaunches=0,
-                )
-            )
-        return token if reopened.rowcount else None
+        return self._new_token(
+            run_id,
+            (AnalysisRun.status == "failed", AnalysisRun.attempt < attempt),
+            status="pending",
+            attempt=attempt,
+            origin=origin,
+            traceparent=traceparent,
+            created_at=now,
+            launched_at=None,
+            finished_at=None,
+            duration_ms=None,
+            result=None,
+            worker_statuses=None,
+            errors=None,
+            lease_expires_at=now + lease,
+            relaunches=0,
+        )
 
     def unlaunched_runs(self, lease_expired_before: datetime) -> list[AnalysisRun]:
         """Pending runs never launched whose lease expired before the given moment (their launcher died)."""
@@ -358,23 +349,26 @@ class RunStore:
         become stale and do nothing. Counts the relaunch.
         """
         now = utcnow()
-        new_token = str(uuid.uuid4())
+        owner = AnalysisRun.claim_token.is_(None) if token is None else AnalysisRun.claim_token == token
+        return self._new_token(
+            run_id,
+            (AnalysisRun.status == "pending", owner),
+            launched_at=now,
+            lease_expires_at=now,
+            relaunches=AnalysisRun.relaunches + 1,
+        )
+
+    def _new_token(self, run_id: str, conditions: tuple[Any, ...], **values: Any) -> str | None:
+        """Give the run a new claim token (and ``values``) where ``conditions`` hold: a compare-and-set.
+
+        Returns the token to the one caller whose update matched, None to the others.
+        """
+        token = str(uuid.uuid4())
         with self.engine.begin() as connection:
             taken = connection.execute(
-                update(AnalysisRun)
-                .where(
-                    AnalysisRun.id == run_id,
-                    AnalysisRun.status == "pending",
-                    AnalysisRun.claim_token.is_(None) if token is None else AnalysisRun.claim_token == token,
-                )
-                .values(
-                    claim_token=new_token,
-                    launched_at=now,
-                    lease_expires_at=now,
-                    relaunches=AnalysisRun.relaunches + 1,
-                )
+                update(AnalysisRun).where(AnalysisRun.id == run_id, *conditions).values(claim_token=token, **values)
             )
-        return new_token if taken.rowcount else None
+        return token if taken.rowcount else None
 
     # The worker's hot path (load_job, record_call, finish_run) uses plain
     # connections: the ORM session's unit of work was the largest CPU cost
