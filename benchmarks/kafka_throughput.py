@@ -23,12 +23,11 @@ import time
 import uuid
 from pathlib import Path
 
-from harness import percentile  # also puts the repository on sys.path
+from harness import bench_database, percentile  # also puts the repository on sys.path
 from kafka import KafkaProducer  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from orchestrator.config import Settings  # noqa: E402
-from orchestrator.migrate import upgrade_database  # noqa: E402
 from orchestrator.models import AnalysisRun  # noqa: E402
 from orchestrator.store import RunStore, create_db_engine  # noqa: E402
 from tests.conftest import settings_env  # noqa: E402
@@ -37,9 +36,6 @@ from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.kafka import create_topics, produce, start_broker  # noqa: E402
 from tests.services import (  # noqa: E402
     Process,
-    ensure_postgres,
-    ensure_redis,
-    recreate_database,
     service_env,
     start_celery_worker,
     wait_until,
@@ -107,10 +103,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0, help="events/s to send at (0: one burst)")
     args = parser.parse_args()
 
-    ensure_postgres()
-    ensure_redis()
-    database_url = recreate_database("orchestrator_bench_kafka")
-    upgrade_database(database_url)
+    database_url = bench_database("orchestrator_bench_kafka")
     store = RunStore(create_db_engine(database_url))
     log_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     broker = start_broker(log_dir)
@@ -123,6 +116,8 @@ def main() -> None:
                 settings = Settings(
                     database_url=database_url,
                     celery_broker_url="redis://127.0.0.1:6379/12",
+                    # Repeated requests would be answered from the response cache: measure the work itself.
+                    response_cache_ttl=0,
                     celery_realtime_queue=f"rt-{suffix}",
                     celery_batch_queue=f"batch-{suffix}",
                     model_adapter_url=llm.url,

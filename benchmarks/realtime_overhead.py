@@ -13,48 +13,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-from harness import percentile  # also puts the repository on sys.path
+from harness import bench_database, percentile, start_api, timed_posts  # also puts the repository on sys.path
 
 from orchestrator.config import Settings  # noqa: E402
-from orchestrator.migrate import upgrade_database  # noqa: E402
 from tests.conftest import settings_env  # noqa: E402
 from tests.factories import analyze_body  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
-from tests.services import (  # noqa: E402
-    Process,
-    ensure_postgres,
-    ensure_redis,
-    free_port,
-    recreate_database,
-    service_env,
-    start_celery_worker,
-    wait_until,
-)
+from tests.services import Process, service_env, start_celery_worker  # noqa: E402
 
 
 def run_load(url: str, total: int, concurrency: int, segments: int) -> list[float]:
-    sessions = [requests.Session() for _ in range(concurrency)]
-
-    def one(index: int) -> float:
-        session = sessions[index % concurrency]
-        body = analyze_body(segments)
-        started = time.perf_counter()
-        response = session.post(f"{url}/orchestrator/analyze", json=body, timeout=60)
-        elapsed = time.perf_counter() - started
-        if response.status_code != 200 or response.json()["status"] != "ok":
-            raise RuntimeError(f"unexpected answer {response.status_code}: {response.text[:300]}")
-        return elapsed
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(one, range(total)))
+    return timed_posts(f"{url}/orchestrator/analyze", lambda _: analyze_body(segments), total, concurrency)
 
 
 def main() -> None:
@@ -65,10 +39,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
-    ensure_postgres()
-    ensure_redis()
-    database_url = recreate_database("orchestrator_bench")
-    upgrade_database(database_url)
+    database_url = bench_database("orchestrator_bench")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-"))
     suffix = uuid.uuid4().hex[:8]
     processes: list[Process] = []
@@ -76,6 +47,8 @@ def main() -> None:
         settings = Settings(
             database_url=database_url,
             celery_broker_url="redis://127.0.0.1:6379/12",
+            # Repeated requests would be answered from the response cache: measure the work itself.
+            response_cache_ttl=0,
             celery_realtime_queue=f"realtime-{suffix}",
             celery_batch_queue=f"analysis-{suffix}",
             model_adapter_url=llm.url,
@@ -84,11 +57,8 @@ def main() -> None:
         env = service_env(**settings_env(settings))
         try:
             processes.append(start_celery_worker(env, log_dir, "bench-worker", concurrency=32))
-            port = free_port()
-            serve = [sys.executable, "-m", "orchestrator.cli", "--log-level", "WARNING", "serve", "--port", str(port)]
-            processes.append(Process("bench-api", serve, env, log_dir))
-            url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _healthy(url), 60, "the API")
+            api, url = start_api(env, log_dir, "bench-api")
+            processes.append(api)
             run_load(url, 20, 4, args.segments)  # warm-up: connections, caches
             print(f"fake model latency {args.latency * 1000:.0f} ms, {args.segments} segments, "
                   f"{args.requests} requests per level; overhead = POST latency - model latency")  # fmt: skip
@@ -105,13 +75,6 @@ def main() -> None:
             for process in processes:
                 process.stop()
     print(f"logs: {log_dir}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 if __name__ == "__main__":

@@ -14,29 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-from harness import percentile  # also puts the repository on sys.path
+from harness import bench_database, percentile, start_api, timed_posts  # also puts the repository on sys.path
 
 from orchestrator.config import Settings  # noqa: E402
-from orchestrator.migrate import upgrade_database  # noqa: E402
 from tests.conftest import settings_env  # noqa: E402
-from tests.services import (  # noqa: E402
-    Process,
-    ensure_postgres,
-    ensure_redis,
-    free_port,
-    recreate_database,
-    service_env,
-    start_celery_worker,
-    wait_until,
-)
+from tests.services import Process, service_env, start_celery_worker  # noqa: E402
 
 SENTENCES = [
     json.loads(line)["text"]
@@ -46,24 +33,15 @@ SENTENCES = [
 
 
 def run_load(url: str, total: int, concurrency: int) -> list[float]:
-    sessions = [requests.Session() for _ in range(concurrency)]
-
-    def one(index: int) -> float:
-        body = {
+    def learner_turn(index: int) -> dict[str, object]:
+        return {
             "text": SENTENCES[index % len(SENTENCES)],
             "session_id": f"bench-{uuid.uuid4().hex[:10]}",
             "input_type": "text",
             "learner_profile": {"level": "A2"},
         }
-        started = time.perf_counter()
-        response = sessions[index % concurrency].post(f"{url}/api/v1/ai/analyze", json=body, timeout=60)
-        elapsed = time.perf_counter() - started
-        if response.status_code != 200 or response.json()["status"] != "ok":
-            raise RuntimeError(f"unexpected answer {response.status_code}: {response.text[:300]}")
-        return elapsed
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(one, range(total)))
+    return timed_posts(f"{url}/api/v1/ai/analyze", learner_turn, total, concurrency)
 
 
 def resident_mb(pid: int) -> float:
@@ -79,15 +57,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
-    ensure_postgres()
-    ensure_redis()
-    database_url = recreate_database("orchestrator_bench_tutor")
-    upgrade_database(database_url)
+    database_url = bench_database("orchestrator_bench_tutor")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-tutor-"))
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
         database_url=database_url,
         celery_broker_url="redis://127.0.0.1:6379/12",
+        # Repeated requests would be answered from the response cache: measure the work itself.
+        response_cache_ttl=0,
         celery_realtime_queue=f"realtime-{suffix}",
         celery_batch_queue=f"analysis-{suffix}",
     )
@@ -96,11 +73,8 @@ def main() -> None:
     try:
         worker = start_celery_worker(env, log_dir, "bench-tutor-worker", concurrency=16)
         processes.append(worker)
-        port = free_port()
-        serve = [sys.executable, "-m", "orchestrator.cli", "--log-level", "WARNING", "serve", "--port", str(port)]
-        processes.append(Process("bench-tutor-api", serve, env, log_dir))
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _healthy(url), 120, "the API")
+        api, url = start_api(env, log_dir, "bench-tutor-api")
+        processes.append(api)
         run_load(url, 30, 4)  # warm-up: connections, a second harper linter for concurrent checks
         print(f"builtin analysers, {args.requests} learner sentences per level, POST /api/v1/ai/analyze")
         for concurrency in args.concurrency:
@@ -117,13 +91,6 @@ def main() -> None:
         for process in processes:
             process.stop()
     print(f"logs: {log_dir}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 if __name__ == "__main__":
