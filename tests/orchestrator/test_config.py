@@ -181,3 +181,18 @@ def test_a_boolean_variable_reads_the_usual_spellings(raw: str, value: bool) -> 
 def test_a_boolean_variable_that_is_neither_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="WARM_ANALYSERS='maybe'"):
         Settings.from_env({"WARM_ANALYSERS": "maybe"})
+
+
+@pytest.mark.parametrize(
+    "variable,raw",
+    [
+        ("RESPONSE_CACHE_TTL", "-1"),
+        ("MODEL_MAX_CONCURRENCY", "-2"),
+        ("SWEEP_INTERVAL", "-5"),
+        ("MODEL_MAX_TOKENS", "0"),
+        ("CLAIM_LEASE", "0"),
+    ],
+)
+def test_a_number_out_of_its_range_is_refused_at_start_naming_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: raw})

@@ -18,8 +18,9 @@ from orchestrator.adapters.builtin import BuiltinAdapter
 from orchestrator.config import Settings
 from orchestrator.engine import analyse_part
 from orchestrator.pipelines import load_pipelines
-from orchestrator.response_cache import KEY_PREFIX, RedisResponseCache, cache_key
+from orchestrator.response_cache import KEY_PREFIX, NoResponseCache, RedisResponseCache, cache_key
 from orchestrator.store import RunStore
+from orchestrator.wiring import build_response_cache
 from tests.conftest import REDIS_DB
 from tests.factories import WORKERS, analyze_body, claim_run, unique
 from tests.fake_llm import FakeLLM
@@ -192,3 +193,17 @@ def test_no_cache_asks_the_model_again_and_a_new_prompt_version_is_never_answere
 
     analyse(cached_client, {**body, "context_id": unique("ctx"), "prompt_ids": {"summary": "summary@v2"}})
     assert len(fake_llm.requests) == 13 and fake_llm.calls_for("summary") == 4
+
+
+def test_the_cache_lives_in_its_own_redis_when_one_is_named_and_is_off_at_ttl_zero(settings: Settings) -> None:
+    own = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=14)
+    entry = key(model=unique("model"))
+    cache = build_response_cache(
+        replace(settings, response_cache_ttl=60, response_cache_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/14"), None
+    )
+    cache.put(entry, {"summary": "x", "key_points": []})
+    assert own.exists(entry) and own.ttl(entry) > 0
+    own.delete(entry)
+    own.close()
+
+    assert isinstance(build_response_cache(replace(settings, response_cache_ttl=0), None), NoResponseCache)
