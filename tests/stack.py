@@ -71,7 +71,7 @@ class Stack:
 
     def calls_of(self, run_id: str, worker: str) -> list[LlmCall]:
         """The ``llm_calls`` rows of one worker of a run, oldest first."""
-        return [call for call in self.store.calls_for(run_id) if call.worker == worker]
+        return worker_calls(self.store, run_id, worker)
 
     @property
     def dlq(self) -> tuple[str, str]:
@@ -128,6 +128,11 @@ def runs_for(store: RunStore, event_ids: set[str]) -> list[AnalysisRun]:
 def finished(store: RunStore, event_ids: set[str]) -> bool:
     runs = runs_for(store, event_ids)
     return len(runs) == len(event_ids) and all(r.status != "pending" for r in runs)
+
+
+def worker_calls(store: RunStore, run_id: str, worker: str) -> list[LlmCall]:
+    """The ``llm_calls`` rows of one worker of a run, oldest first."""
+    return [call for call in store.calls_for(run_id) if call.worker == worker]
 
 
 def ok_calls_per_worker(store: RunStore, run_ids: list[str]) -> Counter[tuple[str, str]]:

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from orchestrator.models import LlmCall
 from orchestrator.store import RunStore
 from tests.factories import analyze_body
 from tests.fake_llm import FakeLLM, Fault
-from tests.stack import Stack
-
-
-def calls_of(store: RunStore, run_id: str, worker: str) -> list[LlmCall]:
-    return [call for call in store.calls_for(run_id) if call.worker == worker]
+from tests.stack import Stack, worker_calls
 
 
 def test_an_answer_with_the_wrong_keys_is_repaired_by_showing_the_model_its_mistake(
@@ -23,7 +18,7 @@ def test_an_answer_with_the_wrong_keys_is_repaired_by_showing_the_model_its_mist
     bundle = client.post("/orchestrator/analyze", json=analyze_body(3)).json
 
     assert bundle["status"] == "ok" and bundle["worker_statuses"]["summary"] == "ok"
-    calls = calls_of(store, bundle["run_id"], "summary")
+    calls = worker_calls(store, bundle["run_id"], "summary")
     assert [(c.attempt, c.repair, c.status) for c in calls] == [(1, False, "error"), (1, True, "ok")]
     assert calls[0].error is not None and calls[0].error.startswith("ModelOutputError") and "summary" in calls[0].error
     first, repair = [r.body["messages"] for r in fake_llm.requests if r.worker == "summary"]
@@ -40,7 +35,7 @@ def test_prose_twice_is_a_failed_repair_and_the_next_attempt_starts_afresh(
     bundle = client.post("/orchestrator/analyze", json=analyze_body(3)).json
 
     assert bundle["worker_statuses"]["argument"] == "ok"
-    calls = calls_of(store, bundle["run_id"], "argument")
+    calls = worker_calls(store, bundle["run_id"], "argument")
     assert [(c.attempt, c.repair, c.status) for c in calls] == [
         (1, False, "error"),
         (1, True, "error"),
@@ -53,7 +48,7 @@ def test_a_broken_http_answer_has_nothing_to_repair(client: FlaskClient, store: 
 
     bundle = client.post("/orchestrator/analyze", json=analyze_body(3)).json
 
-    calls = calls_of(store, bundle["run_id"], "implication_sentiment")
+    calls = worker_calls(store, bundle["run_id"], "implication_sentiment")
     assert [(c.attempt, c.repair) for c in calls] == [(1, False), (2, False)]
 
 
