@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+#: MODEL_RESPONSE_FORMAT's values (see ``orchestrator.adapters.openai``).
+RESPONSE_FORMATS = ("json_object", "json_schema", "json_object_schema", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
@@ -81,9 +83,16 @@ class Settings:
     #: model, asked when the first one failed (its name defaults to MODEL_NAME).
     model_fallback_url: str | None = None
     model_fallback_name: str | None = None
+    #: MODEL_FALLBACK_READ_TIMEOUT: the fallback model's own MODEL_READ_TIMEOUT
+    #: (defaults to it): each level of the chain waits as long as it should.
+    model_fallback_read_timeout: float | None = None
     #: MODEL_FALLBACK_BUILTIN: the builtin analyser answers when every model
     #: failed (the worker's status is then ``fallback``, not ``error``).
     model_fallback_builtin: bool = False
+    #: MODEL_RESPONSE_FORMAT: how answers are constrained: json_object (any
+    #: JSON object), json_schema (the worker's schema, OpenAI structured
+    #: outputs), json_object_schema (the schema, llama.cpp's way), none.
+    model_response_format: str = "json_object"
     #: MODEL_MAX_CONCURRENCY: most calls in flight to the model endpoint across
     #: all workers (shared through Redis); 0 means no cap.
     model_max_concurrency: int = 0
@@ -165,6 +174,14 @@ class Settings:
         for name in ("sweep_interval", "max_relaunches", "response_cache_ttl", "model_max_concurrency"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.upper()} must not be negative")
+        if self.model_response_format not in RESPONSE_FORMATS:
+            raise ConfigError(
+                f"MODEL_RESPONSE_FORMAT={self.model_response_format!r} is not one of {', '.join(RESPONSE_FORMATS)}"
+            )
+        for name in ("model_read_timeout", "model_connect_timeout", "model_fallback_read_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name.upper()} must be positive")
         parse_prices(self.model_prices)  # refused at start, not at the first call
         if self.model_max_tokens is not None and self.model_max_tokens < 1:
             raise ConfigError("MODEL_MAX_TOKENS must be at least 1")

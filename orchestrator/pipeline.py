@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import Schema, ValidationError
 from sqlalchemy import Connection
 
@@ -82,6 +84,12 @@ class WorkerSpec:
                 return template
         raise KeyError(ref)
 
+    @cached_property
+    def output_json_schema(self) -> JSON:
+        """``output_schema`` as a JSON Schema, for servers that constrain the answer to it
+        (``MODEL_RESPONSE_FORMAT``)."""
+        return output_json_schema(self.output_schema)
+
     def validate(self, output: JSON) -> JSON:
         """The model's JSON, checked against the output schema; raises ``ModelOutputError``."""
         try:
@@ -110,6 +118,11 @@ class Pipeline:
     state: PipelineState | None = None
     #: Loads the builtin analysers' heavy resources (called when a worker starts).
     warm: Callable[[], None] | None = None
+    #: Milliseconds within which a run should be answered when its request names
+    #: no ``deadline_ms``. Applied only when the builtin analyser ends the model
+    #: chain (``Pipelines.default_deadlines``): without it a deadline could only
+    #: turn late answers into errors.
+    default_deadline_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not any(worker.required for worker in self.workers):
@@ -153,6 +166,30 @@ class Pipeline:
     def empty_result(self) -> JSON:
         """The analysis fields of a run that has no result yet (all null)."""
         return self.merge({}, {}, None)
+
+
+def output_json_schema(schema: Schema) -> JSON:
+    """A marshmallow schema as a self-contained JSON Schema (nested schemas inlined), by apispec.
+
+    Regex ``pattern``s are left out: servers that turn a schema into a grammar
+    (llama.cpp) accept only anchored ones; the schema still checks the answer.
+    """
+    converter = OpenAPIConverter(openapi_version="3.1.0", schema_name_resolver=lambda _: None, spec=None)  # type: ignore[arg-type]
+    json_schema: JSON = _without_patterns(converter.schema2jsonschema(schema))  # type: ignore[no-untyped-call]
+    return json_schema
+
+
+def _without_patterns(value: Any) -> Any:
+    if isinstance(value, dict):
+        # (A property that happens to be called "pattern" is an object, and is kept.)
+        return {
+            key: _without_patterns(item)
+            for key, item in value.items()
+            if not (key == "pattern" and isinstance(item, str))
+        }
+    if isinstance(value, list):
+        return [_without_patterns(item) for item in value]
+    return value
 
 
 def pipelines_by_name(pipelines: Iterable[Pipeline]) -> dict[str, Pipeline]:

@@ -63,21 +63,34 @@ def build_model_chain(
     """
     if not settings.model_adapter_url:
         return (ModelLevel(BuiltinAdapter(), BUILTIN_MODEL_NAME),)
-    endpoints = [(settings.model_adapter_url, settings.model_name)]
+    endpoints = [(settings.model_adapter_url, settings.model_name, settings.model_read_timeout)]
     if settings.model_fallback_url:
-        endpoints.append((settings.model_fallback_url, settings.model_fallback_name or settings.model_name))
-    levels = [ModelLevel(cap(url, _openai_adapter(settings, url, name)), name) for url, name in endpoints]
+        endpoints.append((
+            settings.model_fallback_url,
+            settings.model_fallback_name or settings.model_name,
+            settings.model_fallback_read_timeout or settings.model_read_timeout,
+        ))  # fmt: skip
+    levels = [
+        ModelLevel(cap(url, _openai_adapter(settings, url, name, read_timeout)), name)
+        for url, name, read_timeout in endpoints
+    ]
     if settings.model_fallback_builtin:
         levels.append(ModelLevel(BuiltinAdapter(), BUILTIN_MODEL_NAME))
     return tuple(levels)
 
 
-def _openai_adapter(settings: Settings, url: str, name: str) -> OpenAIChatAdapter:
+def builtin_is_fallback(models: tuple[ModelLevel, ...]) -> bool:
+    """Whether the builtin analyser ends a chain of models as its last resort (it answers past a deadline)."""
+    return len(models) > 1 and models[-1].name == BUILTIN_MODEL_NAME
+
+
+def _openai_adapter(settings: Settings, url: str, name: str, read_timeout: float) -> OpenAIChatAdapter:
     return OpenAIChatAdapter(
         base_url=url,
         model=name,
         api_key=settings.model_api_key,
         connect_timeout=settings.model_connect_timeout,
-        read_timeout=settings.model_read_timeout,
+        read_timeout=read_timeout,
         max_tokens=settings.model_max_tokens,
+        response_format=settings.model_response_format,
     )

@@ -23,7 +23,7 @@ from orchestrator.model_slots import CappedAdapter, ModelSlots
 from orchestrator.pipelines import load_pipelines
 from orchestrator.response_cache import NoResponseCache, RedisResponseCache, ResponseCache
 from orchestrator.schemas import Limits
-from orchestrator.services import Services, build_model_chain
+from orchestrator.services import Services, build_model_chain, builtin_is_fallback
 from orchestrator.store import RunStore, create_db_engine
 from tasks.celery_app import OrchestratorCelery, create_celery
 
@@ -52,11 +52,17 @@ def build_services(settings: Settings) -> Services:
     markers: LaunchMarkers = (
         InProcessLaunchMarkers() if broker is None else RedisLaunchMarkers(broker, ttl_s=settings.celery_result_expires)
     )
+    models = build_model_chain(settings, cap)
     return Services(
         settings=settings,
-        pipelines=load_pipelines(settings.extra_pipeline_modules, Limits.from_settings(settings)),
+        pipelines=load_pipelines(
+            settings.extra_pipeline_modules,
+            Limits.from_settings(settings),
+            # A default deadline only where a late model can be replaced: by the builtin level, last in the chain.
+            default_deadlines=builtin_is_fallback(models),
+        ),
         store=RunStore(create_db_engine(settings.database_url)),
-        models=build_model_chain(settings, cap),
+        models=models,
         markers=markers,
         dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
         heartbeats=Heartbeats(broker),

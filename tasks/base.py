@@ -38,10 +38,10 @@ from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.time import get_exponential_backoff_interval
 
 from orchestrator.adapters.base import DeadlinePassed, ModelError, RepairFailed, TransientModelError
-from orchestrator.adapters.builtin import MODEL_NAME as BUILTIN_MODEL_NAME
 from orchestrator.engine import DEADLINE_RESERVE_S, CallNotRecorded, WorkerOutcome
 from orchestrator.errors import Verdict, classify, describe
 from orchestrator.metrics import TASK_RETRIES
+from orchestrator.services import builtin_is_fallback
 from orchestrator.store import ModelCallRecord, StaleLaunch
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class ModelWorkerTask(OrchestratorTask):
                 or (retry_same_level and time.time() + countdown >= deadline_at - DEADLINE_RESERVE_S)
             ):
                 # No time for another model call: the builtin analyser answers, if it is in the chain.
-                if level < len(models) - 1 and models[-1].name == BUILTIN_MODEL_NAME:
+                if level < len(models) - 1 and builtin_is_fallback(models):
                     TASK_RETRIES.labels(task=self.name, reason="fallback").inc()
                     state = {**self._next_level(state, describe(exc)), "level": len(models) - 1}
                     raise self.retry(exc=exc, countdown=0, kwargs=state) from exc

@@ -29,6 +29,7 @@ from orchestrator.adapters.base import (
     PermanentModelError,
     TransientModelError,
 )
+from orchestrator.config import RESPONSE_FORMATS
 from orchestrator.domain import JSON, ModelReply, ModelUsage
 
 #: Connections kept per host. A Celery threads pool runs many calls at once;
@@ -75,10 +76,14 @@ class OpenAIChatAdapter:
         read_timeout: float = 30.0,
         session: requests.Session | None = None,
         max_tokens: int | None = None,
+        response_format: str = "json_object",
     ) -> None:
+        if response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response format {response_format!r} is not one of {', '.join(RESPONSE_FORMATS)}")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.max_tokens = max_tokens
+        self.response_format = response_format
         self.timeout = (connect_timeout, read_timeout)
         self._api_key = api_key
         # A caller-provided session is used as configured; our own gets a big pool.
@@ -114,16 +119,30 @@ class OpenAIChatAdapter:
                 {"role": "assistant", "content": call.repair.answer},
                 {"role": "user", "content": REPAIR_INSTRUCTION.format(problems=call.repair.problems)},
             ]
-        payload: JSON = {
-            "model": self.model,
-            "messages": messages,
-            "response_format": {"type": "json_object"},
-            "temperature": 0,
-        }
+        payload: JSON = {"model": self.model, "messages": messages, "temperature": 0}
+        response_format = self._response_format(call)
+        if response_format is not None:
+            payload["response_format"] = response_format
         if self.max_tokens is not None:
             # A small model may loop until its context is full; an answer cut here is repaired or retried.
             payload["max_tokens"] = self.max_tokens
         return payload
+
+    def _response_format(self, call: ModelCall) -> JSON | None:
+        """How the answer is constrained (MODEL_RESPONSE_FORMAT). json_object: any JSON object (OpenAI's JSON
+        mode, the most widely supported); json_schema: the worker's output schema (OpenAI structured outputs,
+        vLLM); json_object_schema: the same through llama.cpp's extension (its server refuses json_schema);
+        none: no response_format at all."""
+        if self.response_format == "json_object":
+            return {"type": "json_object"}
+        if self.response_format == "json_schema":
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": call.worker.name, "schema": call.worker.output_json_schema},
+            }
+        if self.response_format == "json_object_schema":
+            return {"type": "json_object", "schema": call.worker.output_json_schema}
+        return None
 
     def _headers(self, call: ModelCall) -> dict[str, str]:
         headers = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from marshmallow import Schema, ValidationError
@@ -36,9 +37,13 @@ class UnknownPipeline(BadInput, LookupError):
 class Pipelines(Mapping[str, Pipeline]):
     """The pipelines a process runs, by name."""
 
-    def __init__(self, pipelines: Sequence[Pipeline], limits: Limits | None = None) -> None:
+    def __init__(
+        self, pipelines: Sequence[Pipeline], limits: Limits | None = None, *, default_deadlines: bool = False
+    ) -> None:
         self._by_name = pipelines_by_name(pipelines)
         self.limits = limits or Limits()
+        #: Whether a request without ``deadline_ms`` gets its pipeline's ``default_deadline_ms``.
+        self.default_deadlines = default_deadlines
         self._schemas: dict[tuple[str, bool], Schema] = {}
 
     def __getitem__(self, name: str) -> Pipeline:
@@ -72,12 +77,17 @@ class Pipelines(Mapping[str, Pipeline]):
         if schema is None:
             schema = self._schemas[key] = pipeline.request_schema(pipeline=pipeline, limits=self.limits, event=event)
         request: RunRequest = schema.load(data)
+        if request.deadline_ms is None and self.default_deadlines and pipeline.default_deadline_ms is not None:
+            request = replace(request, deadline_ms=pipeline.default_deadline_ms)
         return request
 
 
-def load_pipelines(modules: Sequence[str] = (), limits: Limits | None = None) -> Pipelines:
+def load_pipelines(
+    modules: Sequence[str] = (), limits: Limits | None = None, *, default_deadlines: bool = False
+) -> Pipelines:
     """The builtin pipelines plus the ``PIPELINE`` of each module in ``modules``.
 
-    Their requests are checked against ``limits``."""
+    Their requests are checked against ``limits``, and get their pipeline's
+    default deadline if ``default_deadlines``."""
     extra = [importlib.import_module(module).PIPELINE for module in modules]
-    return Pipelines([*BUILTIN, *extra], limits)
+    return Pipelines([*BUILTIN, *extra], limits, default_deadlines=default_deadlines)

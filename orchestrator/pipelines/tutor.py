@@ -408,4 +408,6 @@ PIPELINE = Pipeline(
     merge=merge,
     state=TutorSessions(default_level=DEFAULT_LEVEL),
     warm=builtin.warm,
+    # The tutoring document's latency target for a turn.
+    default_deadline_ms=350,
 )

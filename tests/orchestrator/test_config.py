@@ -63,6 +63,8 @@ def test_every_field_reads_the_upper_case_variable_of_its_name() -> None:
             env[f.name.upper()], expected[f.name] = "no" if f.default else "yes", not f.default
         elif f.name == "log_level":  # validated: one of the logging levels
             env[f.name.upper()] = expected[f.name] = "DEBUG"
+        elif f.name == "model_response_format":  # validated: one of the formats
+            env[f.name.upper()] = expected[f.name] = "json_schema"
         elif f.name == "model_prices":  # validated: name=input:output,...
             env[f.name.upper()] = expected[f.name] = "value-of-model=1:2"
         else:
@@ -191,6 +193,9 @@ def test_a_boolean_variable_that_is_neither_is_a_configuration_error() -> None:
         ("SWEEP_INTERVAL", "-5"),
         ("MODEL_MAX_TOKENS", "0"),
         ("CLAIM_LEASE", "0"),
+        ("MODEL_READ_TIMEOUT", "0"),
+        ("MODEL_FALLBACK_READ_TIMEOUT", "-1"),
+        ("MODEL_RESPONSE_FORMAT", "xml"),
     ],
 )
 def test_a_number_out_of_its_range_is_refused_at_start_naming_the_variable(variable: str, raw: str) -> None:

@@ -44,3 +44,13 @@ def test_a_request_for_one_pipeline_cannot_be_loaded_by_another_schema() -> None
         schema.load({"pipeline": "analysis", "context_id": "c", "text": "x"})
 
     assert list(raised.value.messages) == ["pipeline"]
+
+
+def test_a_tutor_request_without_a_deadline_gets_its_pipelines_default_only_where_defaults_apply() -> None:
+    turn = {"pipeline": "tutor", "session_id": "s1", "text": "I goes to school"}
+    with_defaults = load_pipelines(default_deadlines=True)
+
+    assert with_defaults.load_request(turn).deadline_ms == 350
+    assert with_defaults.load_request({**turn, "deadline_ms": 2000}).deadline_ms == 2000
+    assert with_defaults.load_request({"context_id": "c", "segments": [{"id": "s", "text": "Hi."}]}).deadline_ms is None
+    assert load_pipelines().load_request(turn).deadline_ms is None

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from orchestrator.config import Settings
 from tests.conftest import MODEL_MAX_RETRIES
-from tests.factories import analyze_body
+from tests.factories import analyze_body, unique
 from tests.fake_llm import FakeLLM, Fault
 from tests.stack import Stack, running_stack
 
@@ -123,6 +123,24 @@ def test_past_its_deadline_a_slow_model_gives_way_to_the_builtin_analyser(
         assert calls[-1].model == "builtin" and calls[-1].status == "ok"
         assert all(call.status == "timeout" and call.latency_ms < 1000 for call in calls[:-1])
     print(f"deadline 350 ms, model 2 s: bundle in {took * 1000:.0f} ms")
+
+
+def test_a_tutor_turn_without_a_deadline_gets_the_tutors_350_ms_when_the_builtin_level_is_in_the_chain(
+    builtin_fallback: Stack, fake_llm: FakeLLM
+) -> None:
+    fake_llm.latency_s = 2.0
+    api = builtin_fallback.api_client()
+    turn = {"text": "I goes to school yesterday", "learner_profile": {"level": "A2"}}
+    api.post("/api/v1/ai/analyze", json={**turn, "session_id": unique("s")})  # loads the builtin analysers
+
+    started = time.monotonic()
+    answer = api.post("/api/v1/ai/analyze", json={**turn, "session_id": unique("s")}).json
+    took = time.monotonic() - started
+
+    assert answer["status"] == "ok" and set(answer["worker_statuses"].values()) == {"fallback"}
+    assert answer["analysis"]["grammar"]["corrected"] == "I went to school yesterday"
+    assert took < fake_llm.latency_s, "the turn waited for the slow model"
+    print(f"tutor default deadline 350 ms, model 2 s: turn in {took * 1000:.0f} ms")
 
 
 def test_without_the_builtin_level_a_worker_past_its_deadline_times_out(client: FlaskClient, fake_llm: FakeLLM) -> None:

@@ -34,6 +34,12 @@ from orchestrator.errors import Verdict, classify
 from orchestrator.pipelines.analysis import PIPELINE as ANALYSIS
 from tests.fake_llm import FAKE_MODEL, FakeLLM, Fault
 
+#: The summary worker's output schema as JSON Schema (``MODEL_RESPONSE_FORMAT`` json_schema).
+SUMMARY_SCHEMA = {
+    "type": "object",
+    "properties": {"summary": {"type": "string"}, "key_points": {"type": "array", "items": {"type": "string"}}},
+    "required": ["key_points", "summary"],
+}
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -118,6 +124,28 @@ def test_max_tokens_is_sent_when_configured(llm: FakeLLM) -> None:
     make_adapter(llm, max_tokens=256).complete(make_call("summary"))
     (request,) = llm.requests
     assert request.body["max_tokens"] == 256
+
+
+@pytest.mark.parametrize(
+    "response_format,expected",
+    [
+        ("json_object", {"type": "json_object"}),
+        ("json_schema", {"type": "json_schema", "json_schema": {"name": "summary", "schema": SUMMARY_SCHEMA}}),
+        ("json_object_schema", {"type": "json_object", "schema": SUMMARY_SCHEMA}),
+        ("none", None),
+    ],
+)
+def test_the_response_format_asks_for_json_or_for_the_workers_schema(
+    llm: FakeLLM, response_format: str, expected: dict[str, object] | None
+) -> None:
+    make_adapter(llm, response_format=response_format).complete(make_call("summary"))
+    (request,) = llm.requests
+    assert request.body.get("response_format") == expected
+
+
+def test_an_unknown_response_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="json_schema"):
+        OpenAIChatAdapter("http://127.0.0.1:9/v1", "m", response_format="xml")
 
 
 def test_a_repair_shows_the_model_its_answer_and_the_problems(llm: FakeLLM) -> None:
