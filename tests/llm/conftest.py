@@ -28,11 +28,16 @@ from tests.stack import Stack, running_stack
 SCRIPT = ROOT / "scripts" / "local_llm.py"
 #: The name the server answers to (scripts/local_llm.py's alias).
 MODEL_NAME = "smollm2-135m"
-#: Context size of the test server. Smaller than ``make llm``'s 2048 on purpose:
-#: the adapter sends no ``max_tokens``, and an answer that never stops runs until
-#: the context is full. With 1024 (prompts here are ~200-300 tokens) such an answer
-#: costs ~13 s instead of ~30 s, and the server answers one request at a time.
+#: Context size of the test server. Smaller than ``make llm``'s 2048 on purpose: an
+#: answer sent without ``max_tokens`` that never stops runs until the context is full.
+#: With 1024 (prompts here are ~200-300 tokens) such an answer costs ~13 s, not ~30 s.
 N_CTX = 1024
+#: MODEL_MAX_TOKENS of the workers and the adapter tests: every worker's answer fits
+#: (the longest valid ones are ~150 tokens); a looping one is cut after ~5 s.
+MAX_TOKENS = 256
+#: MODEL_RESPONSE_FORMAT: the worker's schema, as llama.cpp takes it. The server then
+#: forces the keys; without it SmolLM2 mostly answers JSON with the wrong keys.
+RESPONSE_FORMAT = "json_object_schema"
 #: Seconds the server may take to load the model (it takes 0.4-2 s).
 START_TIMEOUT = 60.0
 #: Per-call read timeout of the workers and of the adapter tests. The server answers
@@ -138,13 +143,16 @@ def local_model(log_dir: Path) -> Iterator[LocalModel]:
 
 @pytest.fixture(scope="session")
 def llm_settings(settings: Settings, local_model: LocalModel) -> Settings:
-    """The suite's settings with the real model: generous timeouts, one retry, no response cache."""
+    """The suite's settings with the real model: generous timeouts, one retry, no response cache,
+    the worker's schema sent, answers cut at ``MAX_TOKENS``."""
     return replace(
         settings,
         model_adapter_url=local_model.base_url,
         model_name=MODEL_NAME,
         model_read_timeout=READ_TIMEOUT,
         model_max_retries=MAX_RETRIES,
+        model_max_tokens=MAX_TOKENS,
+        model_response_format=RESPONSE_FORMAT,
         analyze_timeout=300,
         response_cache_ttl=0,
     )

@@ -26,7 +26,17 @@ from orchestrator.pipeline import Pipeline
 from orchestrator.pipelines import load_pipelines
 from orchestrator.wiring import build_services
 from tests.factories import make_segments, unique
-from tests.llm.conftest import MAX_RETRIES, MODEL_NAME, N_CTX, READ_TIMEOUT, CallFigure, Figures, LocalModel
+from tests.llm.conftest import (
+    MAX_RETRIES,
+    MAX_TOKENS,
+    MODEL_NAME,
+    N_CTX,
+    READ_TIMEOUT,
+    RESPONSE_FORMAT,
+    CallFigure,
+    Figures,
+    LocalModel,
+)
 from tests.stack import Stack
 
 pytestmark = pytest.mark.llm
@@ -162,6 +172,35 @@ def test_a_tutor_turn_comes_back_with_a_reply_and_every_attempt_recorded(
     assert answer["session"]["turn"] == 1
 
 
+def test_with_the_builtin_analyser_last_in_the_chain_every_worker_answers_and_says_by_which_level(
+    client: FlaskClient, llm_stack: Stack, figures: Figures
+) -> None:
+    llm_stack.worker.stop()
+    llm_stack.env["MODEL_FALLBACK_BUILTIN"] = "true"
+    llm_stack.restart_worker()
+    try:
+        started = time.monotonic()
+        answer = json_of(client.post("/orchestrator/analyze", json={"context_id": unique("ctx"), **ANALYSIS_INPUT}))
+        figures.runs.append(("analysis, builtin last", answer.get("status", "?"), time.monotonic() - started))
+    finally:
+        llm_stack.worker.stop()
+        del llm_stack.env["MODEL_FALLBACK_BUILTIN"]
+        llm_stack.restart_worker()
+
+    assert answer["status"] == "ok", answer
+    calls = llm_stack.store.calls_for(answer["run_id"])
+    figures.calls.extend(figure_of(call) for call in calls if call.level == 0)
+    for worker, status in answer["worker_statuses"].items():
+        attempts = [call for call in calls if call.worker == worker]
+        assert attempts[-1].status == "ok", attempts
+        if status == "fallback":
+            # The model failed (every attempt recorded at level 0); the builtin analyser answered, once.
+            assert "level 1 (builtin)" in answer["errors"][worker]
+            assert [c.level for c in attempts] == [0] * (len(attempts) - 1) + [1] and attempts[-1].model == "builtin"
+        else:
+            assert status == "ok" and attempts[-1].level == 0 and attempts[-1].model == MODEL_NAME
+
+
 # --- the adapter alone, against the real server ---------------------------------------------------
 
 
@@ -180,7 +219,13 @@ def model_call(pipeline: str, worker: str) -> ModelCall:
 
 @pytest.fixture()
 def adapter(local_model: LocalModel) -> OpenAIChatAdapter:
-    return OpenAIChatAdapter(local_model.base_url, MODEL_NAME, read_timeout=READ_TIMEOUT)
+    return OpenAIChatAdapter(
+        local_model.base_url,
+        MODEL_NAME,
+        read_timeout=READ_TIMEOUT,
+        max_tokens=MAX_TOKENS,
+        response_format=RESPONSE_FORMAT,
+    )
 
 
 @pytest.mark.parametrize(
