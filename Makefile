@@ -39,8 +39,11 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## make bench: a naive sixty-line Celery chord and this service side by side, in one run (benchmarks/side_by_side.py):
+## realtime latency, Kafka throughput, CPU per event of each process, worker memory. The other benchmarks run alone,
+## e.g. $(BIN)/python benchmarks/realtime_overhead.py
 bench: install
-	$(BIN)/python benchmarks/realtime_overhead.py
+	$(BIN)/python benchmarks/side_by_side.py
 
 ## make bench-quality: precision/recall of the builtin analysis on labelled segments (dev and held-out), and latency
 bench-quality: install

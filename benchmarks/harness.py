@@ -1,8 +1,9 @@
 """What the benchmark scripts share: the repository on sys.path, percentiles, a fresh database, the API
-under gunicorn, and timed POSTs."""
+under gunicorn, timed POSTs, and a process tree's CPU time and resident memory (from /proc)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -66,6 +67,51 @@ def timed_posts(
 
     with ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(one, range(total)))
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(_stat_fields(stat.read_text())[1])
+        except (OSError, IndexError, ValueError):  # exited meanwhile
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, stack = [], [pid]
+    while stack:
+        tree.append(stack.pop())
+        stack += children.get(tree[-1], [])
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid``'s process tree, reaped children included."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = _stat_fields(Path(f"/proc/{member}/stat").read_text())
+        except OSError:
+            continue
+        ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory (VmRSS) of ``pid``'s process tree."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
+    return total
+
+
+def _stat_fields(stat: str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, ppid, ... (field 3 onwards)."""
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def _healthy(url: str) -> bool:
