@@ -10,7 +10,7 @@ LLM_PORT ?= 8080
 # on this Xeon) segfault on any prompt longer than one token; this also keeps the wheel pip caches portable.
 LLM_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install demo test lint bench bench-quality clean llm-install llm test-llm
+.PHONY: install demo test lint bench bench-economy bench-quality clean llm-install llm test-llm
 
 install: $(STAMP)
 
@@ -44,6 +44,11 @@ lint: install
 ## e.g. $(BIN)/python benchmarks/realtime_overhead.py
 bench: install
 	$(BIN)/python benchmarks/side_by_side.py
+
+## make bench-economy: the response cache on a repeat-heavy workload, a 350 ms deadline with a slow model
+## (add ARGS=--local-model for the chain against SmolLM2-135M, after make llm-install)
+bench-economy: install
+	$(BIN)/python benchmarks/llm_economy.py $(ARGS)
 
 ## make bench-quality: precision/recall of the builtin analysis on labelled segments (dev and held-out), and latency
 bench-quality: install
