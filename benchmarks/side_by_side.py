@@ -20,8 +20,11 @@ after the other, never at once, each on processes of its own that are stopped be
     .venv/bin/python benchmarks/side_by_side.py [--requests 200] [--events 400] [--runs 1] [--py-spy DIR]
 
 With --runs > 1, the figures are medians over the runs, and each run's service/naive ratio is printed too,
-to show the noise. --py-spy DIR records each side's worker with py-spy during the burst (raw collapsed
-stacks in DIR; py-spy takes CPU, so the figures of that run are not comparable with a run without it).
+to show the noise. --py-spy DIR records each side's worker and its bridge/consumer (the service's
+`orchestrator bridge`, the naive consumer loop) with py-spy during the burst: raw collapsed stacks in DIR,
+one file per side and process, e.g. service-bridge-HHMMSS.txt (py-spy --gil at 200 Hz: a sample is 5 ms
+of a thread holding the GIL). py-spy takes CPU and pauses the processes it samples, so the figures of that
+run are not comparable with a run without it.
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ class Side:
     """How to start one side's processes, and which of its events are stored: (finish time, status)."""
 
     name: str
+    #: What this side's Kafka consumer process is called (in py-spy's file names).
+    consumer: str
     topic: str
     start_worker: Callable[[str], Process]
     start_api: Callable[[str], tuple[Process, str]]
@@ -154,7 +159,7 @@ def naive_side(ctx: Context, suffix: str) -> Side:
         with ctx.engine.connect() as connection:
             return [(at.timestamp(), "ok") for (at,) in connection.execute(query)]
 
-    return Side("naive", topic, start_worker, start_naive_api, start_consumer, stored)
+    return Side("naive", "consumer", topic, start_worker, start_naive_api, start_consumer, stored)
 
 
 def service_side(ctx: Context, suffix: str) -> Side:
@@ -190,6 +195,7 @@ def service_side(ctx: Context, suffix: str) -> Side:
 
     return Side(
         "service",
+        "bridge",
         settings.kafka_tasks_topic,
         lambda name: start_celery_worker(env, ctx.log_dir, name, concurrency=ctx.args.concurrency),
         start_service_api,
@@ -240,13 +246,12 @@ def measure(side: Side, ctx: Context, tag: str) -> dict[str, float]:
             "postgres": ctx.postgres_pid,
         }
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        profiler = _start_py_spy(args.py_spy, side.name, worker.popen.pid) if args.py_spy else None
+        profiled = {"worker": worker.popen.pid, side.consumer: consumer.popen.pid} if args.py_spy else {}
+        profilers = _start_py_spy(args.py_spy, side.name, profiled) if profiled else []
         try:
             wall = burst(side, ctx, args.events)
         finally:
-            if profiler is not None:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait(60)
+            _stop_py_spy(profilers)
         for name, pid in pids.items():
             figures[f"cpu_{name}"] = (cpu_seconds(pid) - before[name]) / args.events * 1000
         figures["kafka_rate"] = args.events / wall
@@ -302,28 +307,32 @@ def _check_alive(process: Process) -> None:
         raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
 
 
-def _start_py_spy(directory: Path, side: str, pid: int) -> subprocess.Popen[bytes]:
+def _start_py_spy(directory: Path, side: str, pids: dict[str, int]) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """One ``py-spy record`` per process of ``pids`` (its name → its pid), each into
+    ``DIR/{side}-{name}-HHMMSS.txt``; returns once they have attached."""
     binary = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if binary is None:
         raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
     directory.mkdir(parents=True, exist_ok=True)
-    output = directory / f"{side}-worker-{time.strftime('%H%M%S')}.txt"
-    command = [
-        binary,
-        "record",
-        "--pid",
-        str(pid),
-        "--format",
-        "raw",
-        "--rate",
-        "200",
-        "--gil",
-        "--output",
-        str(output),
-    ]
-    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stamp = time.strftime("%H%M%S")
+    profilers = []
+    for name, pid in pids.items():
+        output = directory / f"{side}-{name}-{stamp}.txt"
+        command = [binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil"]
+        command += ["--output", str(output)]
+        profilers.append((subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), output))
     time.sleep(1)  # py-spy attaches
-    return profiler
+    return profilers
+
+
+def _stop_py_spy(profilers: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
+    """Stop each profiler (SIGINT: it writes its file) and say where its stacks are."""
+    for profiler, _ in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler, output in profilers:
+        profiler.wait(60)
+        samples = sum(int(line.rpartition(" ")[2]) for line in output.open()) if output.exists() else 0
+        print(f"py-spy: {output} ({samples} samples, exit {profiler.returncode})", file=sys.stderr)
 
 
 def main() -> None:
@@ -334,7 +343,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="threads of each side's one worker process")
     parser.add_argument("--segments", type=int, default=40, help="segments per realtime request")
     parser.add_argument("--event-segments", type=int, default=10, help="segments per Kafka event")
-    parser.add_argument("--py-spy", type=Path, metavar="DIR", help="record each worker during the burst into DIR")
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="DIR", help="record each worker and bridge/consumer during the burst into DIR"
+    )
     args = parser.parse_args()
 
     database_url = bench_database("orchestrator_side_by_side")
