@@ -139,8 +139,11 @@ class Bridge:
             while not self.stopping.is_set():
                 self.refresh_in_flight()
                 self.apply_backpressure(consumer)
+                # No more records than there are free slots: records handed back by a seek are fetched,
+                # decoded and CRC-checked again, which cost the bridge more than the events themselves.
+                free = max(1, self.settings.bridge_max_in_flight - len(self.in_flight))
                 try:
-                    batch = consumer.poll(timeout_ms=200)
+                    batch = consumer.poll(timeout_ms=200, max_records=free)
                 except Exception as exc:  # the broker, not a message: keep the bridge up
                     self._back_off(f"poll failed: {exc!r}")
                     continue

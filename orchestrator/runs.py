@@ -264,12 +264,11 @@ def wait_for_bundle(submission: Submission, *, pipeline: Pipeline, store: RunSto
 def run_metadata(store: RunStore, run_id: str) -> JSON:
     """How the run was answered: time taken, the models that answered, whether every answer came from the
     cache, and the cost of its model calls (null when no call had a known cost)."""
-    run = store.get_run(run_id)
-    calls = store.calls_for(run_id)
+    duration_ms, calls = store.run_call_summary(run_id)
     answered = [call for call in calls if call.status in ANSWERED_CALL_STATUSES]
     costs = [call.cost_usd for call in calls if call.cost_usd is not None]
     return {
-        "processing_time_ms": round(run.duration_ms) if run is not None and run.duration_ms is not None else None,
+        "processing_time_ms": round(duration_ms) if duration_ms is not None else None,
         "models_used": sorted({call.model for call in answered}),
         "cached": bool(answered) and all(call.status == "cached" for call in answered),
         "cost_usd": round(sum(costs), 8) if costs else None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Row,
     Select,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -37,8 +40,14 @@ from orchestrator.errors import describe
 from orchestrator.models import ANSWERED_CALL_STATUSES, AnalysisRun, Context, DeadLetterOutbox, LlmCall, utcnow
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine suited to the URL: pooled PostgreSQL, or SQLite in WAL mode."""
+def create_db_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine suited to the URL: pooled PostgreSQL, or SQLite in WAL mode.
+
+    ``pre_ping`` tests each pooled connection before use (one round trip), so
+    that a database restart costs no request an error. Processes that retry
+    every database error anyway (workers, the bridge) go without: the first
+    use of a dead connection fails, is retried, and the pool is renewed.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -52,7 +61,7 @@ def create_db_engine(url: str) -> Engine:
 
         return engine
     # Sized for a threads pool of a few dozen workers plus the API.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=10, max_overflow=40)
 
 
 class StaleLaunch(LookupError):
@@ -136,10 +145,41 @@ class ModelCallRecord:
 class RunStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        # The statements of every event, built once: only their parameters change.
+        self._claim = (
+            self._insert(AnalysisRun).on_conflict_do_nothing(index_elements=["event_id"]).returning(AnalysisRun.id)
+        )
+        upsert = self._insert(Context)
+        self._upsert_context_statement = upsert.on_conflict_do_update(
+            index_elements=["context_id"],
+            set_={name: upsert.excluded[name] for name in ("language", "segments", "updated_at")},
+        )
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def session(self) -> Session:
         return self._sessions()
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Connection]:
+        """A connection whose statements each commit by themselves, for work that is one statement or
+        statements that stand alone (the hot path of every event): no BEGIN, COMMIT or ROLLBACK round trips.
+
+        psycopg2's own flag is set, not SQLAlchemy's ``isolation_level`` option: that one would cost a
+        ``SET`` on the connection's every return to the pool. SQLite commits at the end instead.
+        """
+        with self.engine.connect() as connection:
+            if not self._postgres:
+                yield connection
+                connection.commit()
+                return
+            dbapi_connection: Any = connection.connection.dbapi_connection
+            dbapi_connection.autocommit = True
+            try:
+                yield connection
+            finally:
+                if not dbapi_connection.closed:  # (invalidated by a lost connection)
+                    dbapi_connection.autocommit = False
 
     def ping(self) -> None:
         """Raises if the database cannot be reached."""
@@ -154,19 +194,14 @@ class RunStore:
             context = session.get(Context, context_id)
             return None if context is None else {"language": context.language, "segments": context.segments}
 
-    def _upsert_context(self, session: Session, context_id: str, context: JSON) -> None:
+    def _upsert_context(self, connection: Connection, context_id: str, context: JSON) -> None:
         values = {
             "context_id": context_id,
             "language": context.get("language"),
             "segments": context["segments"],
             "updated_at": utcnow(),
         }
-        statement = self._insert(Context).values(**values)
-        statement = statement.on_conflict_do_update(
-            index_elements=["context_id"],
-            set_={k: v for k, v in values.items() if k != "context_id"},
-        )
-        session.execute(statement)
+        connection.execute(self._upsert_context_statement, values)
 
     # --- claims and launches ---------------------------------------------
     #
@@ -211,21 +246,16 @@ class RunStore:
             "lease_expires_at": now + lease,
             "relaunches": 0,
         }
-        statement = (
-            self._insert(AnalysisRun)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(AnalysisRun.id)
-        )
-        with self.session() as session:
-            with session.begin():
-                created = session.execute(statement).scalar_one_or_none() is not None
-                if created and context is not None:
-                    self._upsert_context(session, context_id, context)
-            if created:
-                return Claim(run=AnalysisRun(**values), token=values["claim_token"])
-            run = session.execute(select(AnalysisRun).where(AnalysisRun.event_id == event_id)).scalar_one()
-        return Claim(run=run, token=None)
+        # One statement needs no transaction around it; the run and its context are one.
+        with self._autocommit() if context is None else self.engine.begin() as connection:
+            created = connection.execute(self._claim, values).scalar_one_or_none() is not None
+            if created and context is not None:
+                self._upsert_context(connection, context_id, context)
+        if created:
+            return Claim(run=AnalysisRun(**values), token=values["claim_token"])
+        with self._autocommit() as connection:
+            row = connection.execute(select(AnalysisRun.__table__).where(AnalysisRun.event_id == event_id)).one()
+        return Claim(run=AnalysisRun(**row._asdict()), token=None)
 
     def take_over_claim(self, run_id: str, lease: timedelta) -> str | None:
         """Take over a claim whose launcher did not launch within its lease.
@@ -248,7 +278,7 @@ class RunStore:
     def renew_lease(self, run_id: str, token: str, lease: timedelta) -> bool:
         """Extend an unexpired lease; False if ``token`` lost it (it must not launch)."""
         now = utcnow()
-        with self.engine.begin() as connection:
+        with self._autocommit() as connection:
             renewed = connection.execute(
                 update(AnalysisRun)
                 .where(
@@ -263,12 +293,8 @@ class RunStore:
 
     def mark_launched(self, run_id: str, token: str) -> bool:
         """Record that the chord of ``token`` was handed to the broker; False if it no longer counts."""
-        with self.engine.begin() as connection:
-            marked = connection.execute(
-                update(AnalysisRun)
-                .where(AnalysisRun.id == run_id, AnalysisRun.claim_token == token, AnalysisRun.launched_at.is_(None))
-                .values(launched_at=utcnow())
-            )
+        with self._autocommit() as connection:
+            marked = connection.execute(_MARK_LAUNCHED, {"run_id": run_id, "token": token, "now": utcnow()})
         return bool(marked.rowcount)
 
     def release_claim(self, run_id: str, token: str, reopened_from: int | None = None) -> None:
@@ -382,32 +408,15 @@ class RunStore:
         marks an unmarked run launched, so that once any task of a launch
         runs, its claim can no longer be taken over.
         """
-        with self.engine.connect() as connection:
-            run = connection.execute(
-                select(
-                    AnalysisRun.event_id,
-                    AnalysisRun.pipeline,
-                    AnalysisRun.request,
-                    AnalysisRun.traceparent,
-                    AnalysisRun.status,
-                    AnalysisRun.claim_token,
-                    AnalysisRun.launched_at,
-                ).where(AnalysisRun.id == run_id)
-            ).one_or_none()
+        with self._autocommit() as connection:
+            run = connection.execute(_LOAD_JOB, {"run_id": run_id, "worker": worker}).one_or_none()
             if run is None or run.status != "pending" or run.claim_token != token:
                 raise StaleLaunch(f"run {run_id}: launch {token} is not current")
             if run.launched_at is None:
-                marked = connection.execute(
-                    update(AnalysisRun)
-                    .where(
-                        AnalysisRun.id == run_id, AnalysisRun.claim_token == token, AnalysisRun.launched_at.is_(None)
-                    )
-                    .values(launched_at=utcnow())
-                )
-                connection.commit()
+                marked = connection.execute(_MARK_LAUNCHED, {"run_id": run_id, "token": token, "now": utcnow()})
                 if not marked.rowcount and self._current_token(connection, run_id) != token:
                     raise StaleLaunch(f"run {run_id}: launch {token} was taken over")
-            previous_output = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
+        previous_output = run.previous_output
         run_input, options = split_stored_request(run.request)
         return Job(
             run_id=run_id,
@@ -472,9 +481,8 @@ class RunStore:
 
     def pending_among(self, run_ids: Iterable[str]) -> set[str]:
         """Those of ``run_ids`` that have not finished yet."""
-        with self.session() as session:
-            query = select(AnalysisRun.id).where(AnalysisRun.id.in_(list(run_ids)), AnalysisRun.status == "pending")
-            return set(session.execute(query).scalars())
+        with self._autocommit() as connection:
+            return set(connection.execute(_PENDING_AMONG, {"run_ids": list(run_ids)}).scalars())
 
     def get_run(self, run_or_event_id: str) -> AnalysisRun | None:
         """Look a run up by its run id or its event id."""
@@ -537,14 +545,23 @@ class RunStore:
     # --- model calls ----------------------------------------------------
 
     def record_call(self, record: ModelCallRecord) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(insert(LlmCall).values(**record.to_json(), created_at=utcnow()))
+        with self._autocommit() as connection:
+            # The statement is built once; only its parameters change.
+            # (vars, not to_json: asdict would deep-copy the output.)
+            connection.execute(_INSERT_CALL, {**vars(record), "created_at": utcnow()})
 
     def successful_output(self, run_id: str, worker: str) -> JSON | None:
         """The output of an earlier successful call of this worker in this run."""
         with self.engine.connect() as connection:
             output: JSON | None = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
             return output
+
+    def run_call_summary(self, run_id: str) -> tuple[float | None, list[Row[str, str, float | None]]]:
+        """A run's duration, and the model, status and cost of each of its calls (no outputs read)."""
+        with self._autocommit() as connection:
+            duration_ms = connection.execute(_RUN_DURATION, {"run_id": run_id}).scalar_one_or_none()
+            calls = list(connection.execute(_CALL_SUMMARY, {"run_id": run_id}))
+        return duration_ms, calls
 
     def calls_for(self, run_id: str) -> list[LlmCall]:
         with self.session() as session:
@@ -554,6 +571,42 @@ class RunStore:
         """The dialect's INSERT, which knows ON CONFLICT."""
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
         return dialect.insert(table)
+
+
+_INSERT_CALL = insert(LlmCall)
+_MARK_LAUNCHED = (
+    update(AnalysisRun)
+    .where(
+        AnalysisRun.id == bindparam("run_id"),
+        AnalysisRun.claim_token == bindparam("token"),
+        AnalysisRun.launched_at.is_(None),
+    )
+    .values(launched_at=bindparam("now"))
+)
+_LOAD_JOB = select(
+    AnalysisRun.event_id,
+    AnalysisRun.pipeline,
+    AnalysisRun.request,
+    AnalysisRun.traceparent,
+    AnalysisRun.status,
+    AnalysisRun.claim_token,
+    AnalysisRun.launched_at,
+    # In the same round trip: an answer kept from an earlier delivery of this task.
+    select(LlmCall.output)
+    .where(
+        LlmCall.run_id == bindparam("run_id"),
+        LlmCall.worker == bindparam("worker"),
+        LlmCall.status.in_(ANSWERED_CALL_STATUSES),
+    )
+    .limit(1)
+    .scalar_subquery()
+    .label("previous_output"),
+).where(AnalysisRun.id == bindparam("run_id"))
+_RUN_DURATION = select(AnalysisRun.duration_ms).where(AnalysisRun.id == bindparam("run_id"))
+_CALL_SUMMARY = select(LlmCall.model, LlmCall.status, LlmCall.cost_usd).where(LlmCall.run_id == bindparam("run_id"))
+_PENDING_AMONG = select(AnalysisRun.id).where(
+    AnalysisRun.id.in_(bindparam("run_ids", expanding=True)), AnalysisRun.status == "pending"
+)
 
 
 def _successful_output_query(run_id: str, worker: str) -> Select[tuple[Any]]:

@@ -30,8 +30,12 @@ from tasks.celery_app import OrchestratorCelery, create_celery
 log = logging.getLogger(__name__)
 
 
-def build_services(settings: Settings) -> Services:
-    """The process's services. Nothing connects until first used."""
+def build_services(settings: Settings, *, retries_database_errors: bool = False) -> Services:
+    """The process's services. Nothing connects until first used.
+
+    A process that ``retries_database_errors`` (a Celery worker, the bridge)
+    does not test pooled connections before each use (see ``create_db_engine``).
+    """
     broker = broker_redis(settings)
 
     def cap(url: str, adapter: ModelAdapter) -> ModelAdapter:
@@ -61,7 +65,7 @@ def build_services(settings: Settings) -> Services:
             # A default deadline only where a late model can be replaced: by the builtin level, last in the chain.
             default_deadlines=builtin_is_fallback(models),
         ),
-        store=RunStore(create_db_engine(settings.database_url)),
+        store=RunStore(create_db_engine(settings.database_url, pre_ping=not retries_database_errors)),
         models=models,
         markers=markers,
         dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
@@ -91,7 +95,7 @@ def build_response_cache(settings: Settings, broker: redis.Redis | None) -> Resp
 
 
 def build_celery(settings: Settings, services: Services | None = None) -> OrchestratorCelery:
-    return create_celery(settings, services or build_services(settings))
+    return create_celery(settings, services or build_services(settings, retries_database_errors=True))
 
 
 def celery_from_env() -> OrchestratorCelery:
@@ -109,7 +113,7 @@ def build_bridge(settings: Settings) -> Bridge:
     )
     if created:
         log.info("created topics %s", ", ".join(created))
-    services = build_services(settings)
+    services = build_services(settings, retries_database_errors=True)
     celery_app = build_celery(settings, services)
     return Bridge(
         settings,

@@ -9,6 +9,7 @@ from celery import Celery, signals
 from kombu import Queue  # type: ignore[attr-defined]
 
 import tasks.workers  # noqa: F401  (registers the tasks with every app)
+from orchestrator.adapters.builtin import MODEL_NAME as BUILTIN_MODEL_NAME
 from orchestrator.chord import ChordLauncher
 from orchestrator.config import Settings
 from orchestrator.maintenance import HEARTBEAT_INTERVAL_S, Duty, Maintenance, outbox_duty
@@ -65,7 +66,14 @@ class OrchestratorCelery(Celery):  # type: ignore[misc]
         self.maintenance.start()
 
     def warm_analysers(self) -> None:
-        """Load the builtin analysers' heavy resources now, so that the first request is not slow."""
+        """Load the builtin analysers' heavy resources now, so that the first request is not slow.
+
+        Only when they can answer: a worker whose chain has no builtin level
+        (a model without ``MODEL_FALLBACK_BUILTIN``) never runs them, and
+        saves their ~450 MB.
+        """
+        if not any(level.name == BUILTIN_MODEL_NAME for level in self.services.models):
+            return
         for pipeline in self.services.pipelines.values():
             if pipeline.warm is not None:
                 pipeline.warm()

@@ -7,7 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from orchestrator.config import Settings
+from orchestrator.pipelines import Pipelines
+from orchestrator.wiring import build_celery, build_services
+from tests import toy_pipeline
 from tests.factories import unique
 from tests.services import wait_until
 from tests.stack import running_stack
@@ -39,3 +44,20 @@ def test_a_worker_warms_its_analysers_reports_its_memory_and_tutors_offline(
         assert answer["metadata"]["models_used"] == ["builtin"]
         process = reported()
         assert process["resident_memory_mb"] > 100 and process["budget_mb"] is None
+
+
+@pytest.mark.parametrize(
+    "model_url,builtin_fallback,warmed",
+    [(None, False, True), ("http://127.0.0.1:9/v1", True, True), ("http://127.0.0.1:9/v1", False, False)],
+)
+def test_a_worker_loads_the_analysers_only_when_its_chain_has_the_builtin_level(
+    settings: Settings, model_url: str | None, builtin_fallback: bool, warmed: bool
+) -> None:
+    calls: list[str] = []
+    chain = replace(settings, model_adapter_url=model_url, model_fallback_builtin=builtin_fallback)
+    services = build_services(chain)
+    services.pipelines = Pipelines([replace(toy_pipeline.PIPELINE, warm=lambda: calls.append("warm"))])
+
+    build_celery(chain, services).warm_analysers()
+
+    assert calls == (["warm"] if warmed else [])
