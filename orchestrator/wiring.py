@@ -26,6 +26,7 @@ from orchestrator.schemas import Limits
 from orchestrator.services import Services, build_model_chain, builtin_is_fallback
 from orchestrator.store import RunStore, create_db_engine
 from tasks.celery_app import OrchestratorCelery, create_celery
+from tasks.results import AWAITS_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def build_bridge(settings: Settings) -> Bridge:
         log.info("created topics %s", ", ".join(created))
     services = build_services(settings, retries_database_errors=True)
     celery_app = build_celery(settings, services)
+    celery_app.conf[AWAITS_RESULTS] = False  # it launches chords and never waits for one
     return Bridge(
         settings,
         pipelines=services.pipelines,
