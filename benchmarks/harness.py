@@ -13,7 +13,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import redis  # noqa: E402
 import requests  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
 
 from orchestrator.migrate import upgrade_database  # noqa: E402
 from tests.services import Process, ensure_postgres, ensure_redis, free_port, recreate_database, wait_until  # noqa: E402
@@ -107,6 +109,22 @@ def resident_bytes(pid: int) -> int:
             continue
         total += sum(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:"))
     return total
+
+
+def postgres_server_pid(database_url: str) -> int:
+    """The PostgreSQL server (postmaster) behind ``database_url``: its process tree holds every backend."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            backend = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            # (Read while the backend lives: it exits with its connection.)
+            return int(_stat_fields(Path(f"/proc/{backend}/stat").read_text())[1])
+    finally:
+        engine.dispose()
+
+
+def redis_server_pid(url: str) -> int:
+    return int(redis.Redis.from_url(url).info("server")["process_id"])
 
 
 def _stat_fields(stat: str) -> list[str]:

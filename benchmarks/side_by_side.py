@@ -45,16 +45,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import naive_chord  # noqa: E402
-import redis  # noqa: E402
 from harness import (  # also puts the repository on sys.path
     bench_database,
     cpu_seconds,
     percentile,
+    postgres_server_pid,
+    redis_server_pid,
     resident_bytes,
     start_api,
     timed_posts,
 )
-from sqlalchemy import Engine, create_engine, select, text  # noqa: E402
+from sqlalchemy import Engine, create_engine, select  # noqa: E402
 
 from orchestrator.config import Settings  # noqa: E402
 from orchestrator.models import AnalysisRun  # noqa: E402
@@ -351,10 +352,7 @@ def main() -> None:
     database_url = bench_database("orchestrator_side_by_side")
     engine = create_engine(database_url)
     naive_chord.results.create(engine, checkfirst=True)
-    with engine.connect() as connection:
-        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    postgres_pid = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    redis_pid = int(redis.Redis.from_url(BROKER_URL).info("server")["process_id"])
+    postgres_pid, redis_pid = postgres_server_pid(database_url), redis_server_pid(BROKER_URL)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-side-"))
     broker = start_broker(log_dir)
     runs: list[dict[str, dict[str, float]]] = []
