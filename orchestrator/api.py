@@ -19,6 +19,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from werkzeug.exceptions import HTTPException
 
 from orchestrator import wiring
+from orchestrator.auth import BearerTokens
 from orchestrator.chord import ChordLauncher
 from orchestrator.config import Settings
 from orchestrator.domain import JSON
@@ -66,6 +67,17 @@ def create_app(
     PrometheusMetrics(app, group_by="url_rule", registry=registry)
     api_metrics = ApiMetrics(registry)
     pipelines, store = services.pipelines, services.store
+    tokens = BearerTokens(settings.bearer_tokens, settings.open_paths)
+
+    @app.before_request
+    def authenticate() -> tuple[Response, int] | None:
+        if not tokens.enabled or tokens.is_open(request.path) or tokens.accepts(request.headers.get("Authorization")):
+            return None
+        response, status = _error(
+            401, "unauthorized", "This API needs a token: send the header 'Authorization: Bearer <token>'."
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="orchestrator"'
+        return response, status
 
     def run_to_the_end(body: Any) -> JSON | tuple[Response, int]:
         """Validate the body, run it (or find its run) and wait for it: the bundle, or an error response."""

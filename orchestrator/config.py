@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from orchestrator.auth import MIN_TOKEN_LENGTH
+
 #: MODEL_RESPONSE_FORMAT's values (see ``orchestrator.adapters.openai``).
 RESPONSE_FORMATS = ("json_object", "json_schema", "json_object_schema", "none")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -155,6 +157,11 @@ class Settings:
     #: run besides the builtin pipelines.
     pipeline_modules: str = ""
 
+    #: API_TOKENS: comma-separated bearer tokens of the HTTP API; unset leaves
+    #: the API open. API_OPEN_PATHS: paths served without a token.
+    api_tokens: str = ""
+    api_open_paths: str = "/healthz,/metrics"
+
     #: LOG_LEVEL: DEBUG, INFO, WARNING, ...
     log_level: str = "INFO"
 
@@ -182,6 +189,10 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name.upper()} must be positive")
+        for token in self.bearer_tokens:
+            if len(token) < MIN_TOKEN_LENGTH or any(character.isspace() for character in token):
+                # (The token itself is not quoted: it is a secret.)
+                raise ConfigError(f"API_TOKENS: every token needs at least {MIN_TOKEN_LENGTH} characters and no spaces")
         parse_prices(self.model_prices)  # refused at start, not at the first call
         if self.model_max_tokens is not None and self.model_max_tokens < 1:
             raise ConfigError("MODEL_MAX_TOKENS must be at least 1")
@@ -192,6 +203,14 @@ class Settings:
     def prices(self) -> dict[str, tuple[float, float]]:
         """``MODEL_PRICES`` as ``{model: (input, output)}``, in US dollars per 1,000 tokens."""
         return parse_prices(self.model_prices)
+
+    @property
+    def bearer_tokens(self) -> list[str]:
+        return [token.strip() for token in self.api_tokens.split(",") if token.strip()]
+
+    @property
+    def open_paths(self) -> list[str]:
+        return [path.strip() for path in self.api_open_paths.split(",") if path.strip()]
 
     @property
     def embedded(self) -> bool:
