@@ -26,6 +26,7 @@ from orchestrator.domain import JSON
 from orchestrator.engine import bundle_response
 from orchestrator.errors import Verdict, classify, describe
 from orchestrator.metrics import ApiMetrics
+from orchestrator.openapi import build_openapi, render_docs
 from orchestrator.pipelines.tutor import NAME as TUTOR
 from orchestrator.runs import (
     ClaimInProgress,
@@ -186,6 +187,17 @@ def create_app(
     def health_checks() -> tuple[dict[str, str], bool]:
         checks = {"database": _check(store.ping), "broker": _check(lambda: _ping_broker(launcher.app, settings))}
         return checks, all(v == "ok" for v in checks.values())
+
+    openapi = build_openapi(pipelines)
+    docs = render_docs(openapi)
+
+    @app.get("/openapi.json")
+    def openapi_document() -> tuple[Response, int]:
+        return jsonify(openapi), 200
+
+    @app.get("/docs")
+    def openapi_docs() -> Response:
+        return Response(docs, mimetype="text/html")
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:

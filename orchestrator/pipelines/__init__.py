@@ -62,6 +62,15 @@ class Pipelines(Mapping[str, Pipeline]):
             raise UnknownPipeline(name, list(self._by_name))
         return self._by_name[name]
 
+    def request_schema(self, name: str, *, event: bool = False) -> Schema:
+        """The schema of pipeline ``name``'s HTTP bodies (or, with ``event``, Kafka events), built once."""
+        key = (name, event)
+        schema = self._schemas.get(key)
+        if schema is None:
+            pipeline = self._by_name[name]
+            schema = self._schemas[key] = pipeline.request_schema(pipeline=pipeline, limits=self.limits, event=event)
+        return schema
+
     def load_request(self, data: Any, *, event: bool = False) -> RunRequest:
         """Validate an HTTP body (or, with ``event``, a Kafka event) with the schema of the pipeline it names.
 
@@ -72,11 +81,7 @@ class Pipelines(Mapping[str, Pipeline]):
             pipeline = self.named(data.get("pipeline") if isinstance(data, dict) else None)
         except UnknownPipeline as exc:
             raise ValidationError({"pipeline": [str(exc)]}) from exc
-        key = (pipeline.name, event)
-        schema = self._schemas.get(key)
-        if schema is None:
-            schema = self._schemas[key] = pipeline.request_schema(pipeline=pipeline, limits=self.limits, event=event)
-        request: RunRequest = schema.load(data)
+        request: RunRequest = self.request_schema(pipeline.name, event=event).load(data)
         if request.deadline_ms is None and self.default_deadlines and pipeline.default_deadline_ms is not None:
             request = replace(request, deadline_ms=pipeline.default_deadline_ms)
         return request
