@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,6 +23,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from kafka.errors import KafkaError
 from marshmallow import ValidationError
+from prometheus_client.multiprocess import mark_process_dead
 
 from bridge.redrive import ReplayError, format_summary, read_dead_letters, replay, select_for_replay, summarise
 from orchestrator import wiring
@@ -319,7 +322,17 @@ def segments_from_text(text: str) -> list[Segment]:
     ]
 
 
+#: prometheus_client's multiprocess mode: every process counts into files in this directory, and a scrape
+#: of any process reads them all.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.workers > 1 and not os.environ.get(METRICS_DIR_VARIABLE):
+        # prometheus_client picks how it keeps values when it is first imported (already done here): start
+        # again with the directory set, so that one scrape sees the counts of every gunicorn process.
+        os.environ[METRICS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="orchestrator-metrics-")
+        os.execv(sys.executable, [sys.executable, "-m", "orchestrator.cli", *sys.argv[1:]])
     flask_app = create_app(settings)
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -331,6 +344,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
             # A realtime request may wait for its chord up to ANALYZE_TIMEOUT.
             self.cfg.set("timeout", int(settings.analyze_timeout) + 30)
             self.cfg.set("accesslog", "-")
+            if os.environ.get(METRICS_DIR_VARIABLE):
+                self.cfg.set("child_exit", lambda _server, worker: mark_process_dead(worker.pid))  # type: ignore[no-untyped-call]
 
         def load(self) -> Any:
             return flask_app

@@ -78,3 +78,37 @@ def test_metrics_endpoint_serves_prometheus_text(api_url: str) -> None:
 
     assert response.status_code == 200
     assert "flask_http_request_duration_seconds" in response.text
+
+
+def test_with_several_processes_one_scrape_of_metrics_counts_the_requests_of_all(
+    settings: Settings, celery_worker: Process, log_dir: Path
+) -> None:
+    port = free_port()
+    args = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--workers", "2", "--threads", "4"]
+    server = Process("serve-2", args, service_env(**settings_env(settings)), log_dir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url) or not server.alive(), 60, "orchestrator serve --workers 2")
+        assert server.alive(), server.log_tail()
+        # `serve` started itself again with a directory for the processes' metric files.
+        environ = Path(f"/proc/{server.popen.pid}/environ").read_bytes().split(b"\0")
+        directory = Path(
+            next(v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")).split(b"=", 1)[1].decode()
+        )
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: requests.get(f"{url}/openapi.json", timeout=10).status_code, range(60)))
+        assert codes == [200] * 60
+
+        counting = {path.stem.rsplit("_", 1)[1] for path in directory.glob("counter_*.db")}
+        assert len(counting) >= 2, f"the requests were not spread over the processes: {counting}"
+        for _ in range(6):  # whichever process answers the scrape
+            scrape = requests.get(f"{url}/metrics", timeout=5).text
+            served = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in scrape.splitlines()
+                if line.startswith("flask_http_request_duration_seconds_count") and 'url_rule="/openapi.json"' in line
+            )
+            assert served == 60, scrape[:2000]
+    finally:
+        server.stop()
