@@ -6,7 +6,9 @@ for it. Bad input is answered 400/422 with field errors and writes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -25,6 +27,7 @@ from orchestrator.config import Settings
 from orchestrator.domain import JSON
 from orchestrator.engine import bundle_response
 from orchestrator.errors import Verdict, classify, describe
+from orchestrator.live import BUNDLE_EVENT, WORKER_EVENT
 from orchestrator.metrics import ApiMetrics
 from orchestrator.openapi import build_openapi, render_docs
 from orchestrator.pipelines.tutor import NAME as TUTOR
@@ -115,6 +118,18 @@ def create_app(
             return _error(504, "timeout", f"{exc}; try again later")
         if not submission.launched:
             api_metrics.duplicates.inc()
+        if _prefers_async(request.headers.get("Prefer", "")):
+            run_id = submission.run.id
+            accepted = jsonify(
+                run_id=run_id,
+                event_id=submission.run.event_id,
+                status="pending",
+                status_url=f"/orchestrator/runs/{run_id}",
+                events_url=f"/orchestrator/runs/{run_id}/events",
+            )
+            accepted.headers["Preference-Applied"] = "respond-async"
+            accepted.headers["Location"] = f"/orchestrator/runs/{run_id}"
+            return accepted, 202
         try:
             bundle = wait_for_bundle(submission, pipeline=pipeline, store=store, timeout=settings.analyze_timeout)
         except RunTimeout as exc:
@@ -168,6 +183,41 @@ def create_app(
         if not 0 < window_s <= MAX_WINDOW_S:
             return _field_errors({"window": [f"Seconds, more than 0 and at most {MAX_WINDOW_S:g}."]})
         return jsonify(compute_stats(store, window_s=window_s, processes=services.process_status())), 200
+
+    @app.get("/orchestrator/runs/<run_key>/events")
+    def run_events(run_key: str) -> Response | tuple[Response, int]:
+        """Server-Sent Events: one ``worker`` event per worker as it finishes, then the ``bundle``."""
+        run = store.get_run(run_key)
+        if run is None:
+            return _error(404, "not_found", f"No run with run id or event id {run_key!r}.")
+        run_id, pipeline = run.id, pipelines[run.pipeline]
+
+        def stream() -> Iterator[str]:
+            for event in services.run_events.follow(run_id, timeout_s=settings.analyze_timeout):
+                if event is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                kind, data = event
+                if kind == BUNDLE_EVENT:
+                    data = {**data, "metadata": run_metadata(store, run_id)}
+                yield _server_sent(kind, data)
+                if kind == BUNDLE_EVENT:
+                    return
+            # No live events (they expired, or the embedded mode): what the database holds, once.
+            stored = store.get_run(run_id)
+            if stored is None or stored.status == "pending":
+                yield _server_sent("timeout", {"run_id": run_id, "status_url": f"/orchestrator/runs/{run_id}"})
+                return
+            for worker, status in (stored.worker_statuses or {}).items():
+                error = (stored.errors or {}).get(worker)
+                yield _server_sent(WORKER_EVENT, {"worker": worker, "status": status, "error": error})
+            bundle = {**bundle_response(stored, pipeline), "metadata": run_metadata(store, run_id)}
+            yield _server_sent(BUNDLE_EVENT, bundle)
+
+        response = Response(stream(), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Accel-Buffering"] = "no"  # a proxy must not hold the stream back
+        return response
 
     @app.get("/orchestrator/runs/<run_key>")
     def get_run(run_key: str) -> tuple[Response, int]:
@@ -236,6 +286,15 @@ def _error(status: int, error: str, message: str) -> tuple[Response, int]:
 
 def _field_errors(messages: Any) -> tuple[Response, int]:
     return jsonify(error="validation_failed", fields=messages), 422
+
+
+def _prefers_async(prefer: str) -> bool:
+    """``Prefer: respond-async`` (RFC 7240): answer at once with where to follow the run."""
+    return "respond-async" in {part.strip().lower() for part in prefer.replace(";", ",").split(",")}
+
+
+def _server_sent(kind: str, data: JSON) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def _asks_for_fresh_answers(cache_control: str) -> bool:

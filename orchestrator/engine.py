@@ -58,13 +58,27 @@ class WorkerOutcome:
     status: WorkerStatus
     output: JSON | None = None
     error: str | None = None
+    #: The level of the degradation chain that answered (None: none did).
+    level: int | None = None
 
     def to_json(self) -> JSON:
-        return {"worker": self.worker, "status": self.status, "output": self.output, "error": self.error}
+        return {
+            "worker": self.worker,
+            "status": self.status,
+            "output": self.output,
+            "error": self.error,
+            "level": self.level,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkerOutcome:
-        return cls(worker=data["worker"], status=data["status"], output=data.get("output"), error=data.get("error"))
+        return cls(
+            worker=data["worker"],
+            status=data["status"],
+            output=data.get("output"),
+            error=data.get("error"),
+            level=data.get("level"),
+        )
 
     @classmethod
     def failure(cls, worker: str, exc: BaseException) -> WorkerOutcome:
@@ -122,7 +136,7 @@ def analyse_part(
     """
     job = store.load_job(run_id, worker, token)
     if job.previous_output is not None:
-        return WorkerOutcome(worker=worker, status="ok", output=job.previous_output)
+        return WorkerOutcome(worker=worker, status="ok", output=job.previous_output, level=level)
     pipeline = pipelines[job.pipeline]
     spec = pipeline.worker(worker)
     prompt_ref = job.prompt_ids.get(worker, spec.default_prompt)
@@ -151,7 +165,7 @@ def analyse_part(
         latency_ms = (time.perf_counter() - started) * 1000
         _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached, cost_usd=0.0))
         MODEL_CALLS.labels(worker=worker, status="cached").inc()
-        return WorkerOutcome(worker=worker, status="ok", output=cached)
+        return WorkerOutcome(worker=worker, status="ok", output=cached, level=level)
 
     def failed(exc: ModelError, started: float, repair: bool) -> None:
         """Record a failed attempt."""
@@ -204,9 +218,9 @@ def analyse_part(
     MODEL_CALLS.labels(worker=worker, status="ok").inc()
     if level > 0:
         reason = f"answered by level {level} ({model_name}) after: {fallback_reason or 'the levels above failed'}"
-        return WorkerOutcome(worker=worker, status="fallback", output=output, error=reason)
+        return WorkerOutcome(worker=worker, status="fallback", output=output, error=reason, level=level)
     cache.put(key, output)
-    return WorkerOutcome(worker=worker, status="ok", output=output)
+    return WorkerOutcome(worker=worker, status="ok", output=output, level=level)
 
 
 def _time_left(deadline_at: float | None, model_name: str) -> float | None:

@@ -53,6 +53,7 @@ _ERRORS: JSON = {
 }
 _RUN_ERRORS: JSON = {
     **_ERRORS,
+    "202": _json_response("With `Prefer: respond-async`: the run id, `status_url` and `events_url`."),
     "400": _json_response("The body is not a JSON object.", _ERROR),
     "413": _json_response("The body is larger than the limit (8 x MAX_TOTAL_CHARS + 1 MiB).", _ERROR),
     "422": _json_response("Validation failed: `fields` maps each field to its errors.", _ERROR),
@@ -85,6 +86,8 @@ def build_openapi(pipelines: Pipelines) -> JSON:
          "description": "W3C trace context, passed on to every model call."},
         {"name": "Cache-Control", "in": "header", "schema": {"type": "string"},
          "description": "`no-cache` answers without the response cache."},
+        {"name": "Prefer", "in": "header", "schema": {"type": "string"},
+         "description": "`respond-async`: answer 202 at once with the run id and its events URL."},
     ]  # fmt: skip
     spec.path(
         path="/orchestrator/analyze",
@@ -112,6 +115,12 @@ def build_openapi(pipelines: Pipelines) -> JSON:
     )  # fmt: skip
     _get(spec, "/api/v1/ai/sessions/{session_id}", "A tutoring session: level, turns, repeated errors.",
          {"404": _json_response("No such session.", _ERROR)}, path_parameter="session_id")  # fmt: skip
+    spec.path(path="/orchestrator/runs/{run_key}/events", operations={"get": {
+        "summary": "The run live, as Server-Sent Events: a `worker` event per worker as it finishes (status, level, "
+                   "output, error), then the `bundle`. A late client first gets what already finished.",
+        "parameters": [{"name": "run_key", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "An event stream.", "content": {"text/event-stream": {}}},
+                      "404": _json_response("No such run.", _ERROR), **_ERRORS}}})  # fmt: skip
     _get(spec, "/orchestrator/runs/{run_key}", "A run by its run id or event id, finished or not.",
          {"404": _json_response("No such run.", _ERROR)}, path_parameter="run_key")  # fmt: skip
     stats_window = [{"name": "window", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0},

@@ -15,6 +15,7 @@ from orchestrator.costs import Prices
 from orchestrator.dead_letters import DeadLetterSink
 from orchestrator.domain import JSON
 from orchestrator.heartbeats import Heartbeats
+from orchestrator.live import RunEvents
 from orchestrator.pipelines import Pipelines
 from orchestrator.response_cache import ResponseCache
 from orchestrator.store import RunStore
@@ -46,6 +47,8 @@ class Services:
     response_cache: ResponseCache
     #: MODEL_PRICES, parsed.
     prices: Prices
+    #: Each run's progress, for the clients that follow it live.
+    run_events: RunEvents
 
     def process_status(self) -> list[JSON]:
         """Resident memory and loaded analysers of the processes that run the workers."""

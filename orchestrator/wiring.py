@@ -19,6 +19,7 @@ from orchestrator.analysers.resources import RESOURCES
 from orchestrator.chord import InProcessLaunchMarkers, LaunchMarkers, RedisLaunchMarkers
 from orchestrator.config import Settings
 from orchestrator.heartbeats import Heartbeats
+from orchestrator.live import NoRunEvents, RedisRunEvents
 from orchestrator.model_slots import CappedAdapter, ModelSlots
 from orchestrator.pipelines import load_pipelines
 from orchestrator.response_cache import NoResponseCache, RedisResponseCache, ResponseCache
@@ -73,6 +74,7 @@ def build_services(settings: Settings, *, retries_database_errors: bool = False)
         heartbeats=Heartbeats(broker),
         response_cache=build_response_cache(settings, broker),
         prices=settings.prices,
+        run_events=NoRunEvents() if broker is None else RedisRunEvents(broker, ttl_s=settings.celery_result_expires),
     )
 
 

@@ -40,6 +40,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from orchestrator.adapters.base import DeadlinePassed, ModelError, RepairFailed, TransientModelError
 from orchestrator.engine import DEADLINE_RESERVE_S, CallNotRecorded, WorkerOutcome
 from orchestrator.errors import Verdict, classify, describe
+from orchestrator.live import WORKER_EVENT
 from orchestrator.metrics import TASK_RETRIES
 from orchestrator.services import builtin_is_fallback
 from orchestrator.store import ModelCallRecord, StaleLaunch
@@ -126,7 +127,13 @@ class OrchestratorTask(Task):  # type: ignore[misc]
 class ModelWorkerTask(OrchestratorTask):
     """Base of the worker task: adds the model's retry policy and the error envelope (see the module docstring)."""
 
-    def __call__(  # type: ignore[override]
+    def __call__(self, run_id: str, token: str, worker: str, **state: Any) -> Any:  # type: ignore[override]
+        """The worker's outcome, once settled (not on a retry), also published for live followers."""
+        outcome = self._settle(run_id, token, worker, **state)
+        self.services.run_events.publish(run_id, WORKER_EVENT, outcome)
+        return outcome
+
+    def _settle(
         self,
         run_id: str,
         token: str,

@@ -17,6 +17,7 @@ from celery import shared_task
 from orchestrator.chord import AGGREGATE_TASK, ANALYSE_PART_TASK, CHORD_FAILED_TASK
 from orchestrator.domain import JSON
 from orchestrator.engine import aggregate_results, analyse_part, bundle_response, fail_run
+from orchestrator.live import BUNDLE_EVENT
 from orchestrator.models import AnalysisRun
 from tasks.base import ModelWorkerTask, OrchestratorTask
 
@@ -61,7 +62,10 @@ def aggregate(self: OrchestratorTask, results: list[JSON], run_id: str, attempt:
         run = services.store.get_run(run_id)
         if run is None or run.status == "pending":
             return None
-    return bundle_response(run, services.pipelines[run.pipeline])
+        return bundle_response(run, services.pipelines[run.pipeline])
+    bundle = bundle_response(run, services.pipelines[run.pipeline])
+    services.run_events.publish(run_id, BUNDLE_EVENT, bundle)
+    return bundle
 
 
 @shared_task(bind=True, base=OrchestratorTask, name=CHORD_FAILED_TASK)
@@ -69,8 +73,11 @@ def chord_failed(self: OrchestratorTask, failed_task_id: str, run_id: str, attem
     """The chord failed as a whole (the aggregate failed, or a task never returned)."""
     cause: Any = self.app.AsyncResult(failed_task_id).result
     reason = f"chord failed: {cause!r}" if cause is not None else "chord failed"
-    run = fail_run(self.services.pipelines, run_id, reason, attempt=attempt, token=token, store=self.services.store)
+    services = self.services
+    run = fail_run(services.pipelines, run_id, reason, attempt=attempt, token=token, store=services.store)
     _finished(self, run, reason)
+    if run is not None:
+        services.run_events.publish(run_id, BUNDLE_EVENT, bundle_response(run, services.pipelines[run.pipeline]))
 
 
 def _finished(task: OrchestratorTask, run: AnalysisRun | None, reason: str = "") -> None:

@@ -1,0 +1,74 @@
+"""Live results: Server-Sent Events per worker, then the bundle; a late client first gets what finished."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from tests.factories import analyze_body
+from tests.fake_llm import FakeLLM, Fault
+
+WORKERS = {"summary", "argument", "implication_sentiment", "logic_bias"}
+
+
+def read_events(client: FlaskClient, url: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of the stream at ``url``, in order, until the server ends it."""
+    response = client.get(url, buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    events = []
+    for chunk in response.response:
+        text = chunk.decode() if isinstance(chunk, bytes) else chunk
+        if text.startswith(":"):
+            continue
+        kind, data = text.strip().split("\n", 1)
+        events.append((kind.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return events
+
+
+def start(client: FlaskClient) -> dict[str, Any]:
+    response = client.post("/orchestrator/analyze", json=analyze_body(3), headers={"Prefer": "respond-async"})
+    assert response.status_code == 202 and response.headers["Preference-Applied"] == "respond-async"
+    accepted: dict[str, Any] = response.json
+    assert (
+        accepted["status"] == "pending" and accepted["events_url"] == f"/orchestrator/runs/{accepted['run_id']}/events"
+    )
+    return accepted
+
+
+def test_each_worker_is_streamed_as_it_finishes_then_the_bundle(client: FlaskClient, fake_llm: FakeLLM) -> None:
+    fake_llm.script("logic_bias", Fault.hang(0.6))
+    accepted = start(client)
+
+    events = read_events(client, accepted["events_url"])
+
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["worker"] * 4 + ["bundle"], kinds
+    workers = [data for kind, data in events if kind == "worker"]
+    assert {w["worker"] for w in workers} == WORKERS and workers[-1]["worker"] == "logic_bias"  # the slow one last
+    assert all(w["status"] == "ok" and w["level"] == 0 and w["output"] for w in workers)
+    bundle = events[-1][1]
+    assert bundle["run_id"] == accepted["run_id"] and bundle["status"] == "ok"
+    assert bundle["metadata"]["models_used"] == ["fake-model"]
+
+
+def test_a_client_that_connects_late_first_gets_what_already_finished(client: FlaskClient) -> None:
+    accepted = start(client)
+    first = read_events(client, accepted["events_url"])  # to the end: the run is finished
+
+    again = read_events(client, accepted["events_url"])
+    by_event_id = read_events(client, f"/orchestrator/runs/{accepted['event_id']}/events")
+
+    assert [kind for kind, _ in again] == ["worker"] * 4 + ["bundle"]
+    assert again == first and by_event_id == first
+
+
+def test_a_synchronous_request_still_answers_with_the_bundle(client: FlaskClient) -> None:
+    response = client.post("/orchestrator/analyze", json=analyze_body(3))
+    assert response.status_code == 200 and response.json["status"] == "ok"
+
+
+def test_events_of_an_unknown_run_are_a_404(client: FlaskClient) -> None:
+    response = client.get("/orchestrator/runs/no-such-run/events")
+    assert response.status_code == 404 and response.json["error"] == "not_found"
