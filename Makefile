@@ -9,12 +9,22 @@ LLM_PORT ?= 8080
 # A portable AVX2 build of llama.cpp, not -march=native: its AMX kernels (chosen natively on CPUs with AMX, as
 # on this Xeon) segfault on any prompt longer than one token; this also keeps the wheel pip caches portable.
 LLM_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+# apt-get needs root: sudo unless we are root already.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: install demo test lint bench bench-economy bench-quality clean llm-install llm test-llm
 
 install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml requirements/spacy-model.txt
+	@# The browser of the web page's test: Debian's Chromium and ChromeDriver (no browser download at test time).
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "install: Chromium and ChromeDriver (Debian packages chromium, chromium-driver)"; \
+		$(APT) install -y -q --no-install-recommends chromium chromium-driver >/dev/null || \
+		{ $(APT) update -q >/dev/null && \
+		  $(APT) install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -46,6 +47,9 @@ from orchestrator.stats import DEFAULT_WINDOW_S, MAX_WINDOW_S, compute_stats
 from orchestrator.tracing import valid_traceparent
 
 log = logging.getLogger(__name__)
+
+#: The web page served at ``/`` (plain HTML and JavaScript, no build step).
+PAGE = (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
 
 
 def create_app(
@@ -218,6 +222,36 @@ def create_app(
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"  # a proxy must not hold the stream back
         return response
+
+    @app.get("/orchestrator/runs/<run_key>/calls")
+    def run_calls(run_key: str) -> tuple[Response, int]:
+        """Every model call of the run, in order: the audit, without the outputs."""
+        run = store.get_run(run_key)
+        if run is None:
+            return _error(404, "not_found", f"No run with run id or event id {run_key!r}.")
+        calls = [
+            {
+                "worker": call.worker,
+                "attempt": call.attempt,
+                "level": call.level,
+                "repair": call.repair,
+                "model": call.model,
+                "prompt_ref": call.prompt_ref,
+                "status": call.status,
+                "latency_ms": call.latency_ms,
+                "input_tokens": call.input_tokens,
+                "output_tokens": call.output_tokens,
+                "cost_usd": call.cost_usd,
+                "error": call.error,
+            }
+            for call in store.calls_for(run.id)
+        ]
+        return jsonify(calls), 200
+
+    @app.get("/")
+    def page() -> Response:
+        """The web page: try a pipeline and watch it work."""
+        return Response(PAGE, mimetype="text/html")
 
     @app.get("/orchestrator/runs/<run_key>")
     def get_run(run_key: str) -> tuple[Response, int]:

@@ -160,7 +160,7 @@ class Settings:
     #: API_TOKENS: comma-separated bearer tokens of the HTTP API; unset leaves
     #: the API open. API_OPEN_PATHS: paths served without a token.
     api_tokens: str = ""
-    api_open_paths: str = "/healthz,/metrics"
+    api_open_paths: str = "/,/healthz,/metrics"
 
     #: LOG_LEVEL: DEBUG, INFO, WARNING, ...
     log_level: str = "INFO"

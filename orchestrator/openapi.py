@@ -121,6 +121,12 @@ def build_openapi(pipelines: Pipelines) -> JSON:
         "parameters": [{"name": "run_key", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "An event stream.", "content": {"text/event-stream": {}}},
                       "404": _json_response("No such run.", _ERROR), **_ERRORS}}})  # fmt: skip
+    _get(spec, "/orchestrator/runs/{run_key}/calls", "The run's model calls in order: worker, attempt, level, "
+         "model, status, latency, tokens, cost, error.", {"404": _json_response("No such run.", _ERROR)},
+         path_parameter="run_key")  # fmt: skip
+    spec.path(path="/", operations={"get": {
+        "summary": "The web page: try a pipeline, watch the workers, see the result, the calls and the stats.",
+        "security": [], "responses": {"200": {"description": "HTML.", "content": {"text/html": {}}}}}})  # fmt: skip
     _get(spec, "/orchestrator/runs/{run_key}", "A run by its run id or event id, finished or not.",
          {"404": _json_response("No such run.", _ERROR)}, path_parameter="run_key")  # fmt: skip
     stats_window = [{"name": "window", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0},
