@@ -25,7 +25,6 @@ from sqlalchemy import (
     delete,
     event,
     exists,
-    func,
     insert,
     or_,
     select,
@@ -415,7 +414,7 @@ class RunStore:
                 raise StaleLaunch(f"run {run_id}: launch {token} is not current")
             if run.launched_at is None:
                 marked = connection.execute(_MARK_LAUNCHED, {"run_id": run_id, "token": token, "now": utcnow()})
-                if not marked.rowcount:
+                if not marked.rowcount and self._current_token(connection, run_id) != token:
                     raise StaleLaunch(f"run {run_id}: launch {token} was taken over")
         previous_output = run.previous_output
         run_input, options = split_stored_request(run.request)
@@ -495,6 +494,12 @@ class RunStore:
                 ).scalar_one_or_none()
             )
 
+    def _current_token(self, connection: Connection, run_id: str) -> str | None:
+        token: str | None = connection.execute(
+            select(AnalysisRun.claim_token).where(AnalysisRun.id == run_id, AnalysisRun.status == "pending")
+        ).scalar_one_or_none()
+        return token
+
     # --- dead-letter outbox -----------------------------------------------
 
     def publish_outbox(self, send: Callable[[list[DeadLetterMessage]], None], limit: int = 100) -> int:
@@ -569,16 +574,14 @@ class RunStore:
 
 
 _INSERT_CALL = insert(LlmCall)
-# Matches while the launch is current, marked already or not (the first mark is kept): a task that lost the
-# race to mark its run learns from the row count alone that its launch still counts.
 _MARK_LAUNCHED = (
     update(AnalysisRun)
     .where(
         AnalysisRun.id == bindparam("run_id"),
         AnalysisRun.claim_token == bindparam("token"),
-        AnalysisRun.status == "pending",
+        AnalysisRun.launched_at.is_(None),
     )
-    .values(launched_at=func.coalesce(AnalysisRun.launched_at, bindparam("now")))
+    .values(launched_at=bindparam("now"))
 )
 _LOAD_JOB = select(
     AnalysisRun.event_id,
