@@ -80,39 +80,58 @@ def build_openapi(pipelines: Pipelines) -> JSON:
     for name in pipelines:
         spec.components.schema(f"{name.title()}Request", schema=pipelines.request_schema(name))
     headers = [
-        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 128},
-         "description": "Becomes the run's event id: repeats return the same run."},
-        {"name": "traceparent", "in": "header", "schema": {"type": "string"},
-         "description": "W3C trace context, passed on to every model call."},
-        {"name": "Cache-Control", "in": "header", "schema": {"type": "string"},
-         "description": "`no-cache` answers without the response cache."},
-        {"name": "Prefer", "in": "header", "schema": {"type": "string"},
-         "description": "`respond-async`: answer 202 at once with the run id and its events URL."},
-    ]  # fmt: skip
-    spec.path(
-        path="/orchestrator/analyze",
-        operations={
-            "post": {
-                "summary": "Run a pipeline (default `analysis`) on a request and wait for its bundle.",
-                "parameters": headers,
-                "requestBody": _body("AnalysisRequest", ANALYSIS_EXAMPLE),
-                "responses": {"200": _json_response("The bundle: status, worker statuses, results, metadata."),
-                              **_RUN_ERRORS},
-            }
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "schema": {"type": "string", "maxLength": 128},
+            "description": "Becomes the run's event id: repeats return the same run.",
         },
-    )  # fmt: skip
-    spec.path(
-        path="/api/v1/ai/analyze",
-        operations={
-            "post": {
-                "summary": "One tutoring turn: the learner's sentence analysed, scored and answered.",
-                "parameters": headers,
-                "requestBody": _body("TutorRequest", TUTOR_EXAMPLE),
-                "responses": {"200": _json_response("The tutor's reply, analysis, scores and session."),
-                              **_RUN_ERRORS},
-            }
+        {
+            "name": "traceparent",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "W3C trace context, passed on to every model call.",
         },
-    )  # fmt: skip
+        {
+            "name": "Cache-Control",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "`no-cache` answers without the response cache.",
+        },
+        {
+            "name": "Prefer",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "`respond-async`: answer 202 at once with the run id and its events URL.",
+        },
+    ]
+    for path, summary, schema, example, answer in (
+        (
+            "/orchestrator/analyze",
+            "Run a pipeline (default `analysis`) on a request and wait for its bundle.",
+            "AnalysisRequest",
+            ANALYSIS_EXAMPLE,
+            "The bundle: status, worker statuses, results, metadata.",
+        ),
+        (
+            "/api/v1/ai/analyze",
+            "One tutoring turn: the learner's sentence analysed, scored and answered.",
+            "TutorRequest",
+            TUTOR_EXAMPLE,
+            "The tutor's reply, analysis, scores and session.",
+        ),
+    ):
+        spec.path(
+            path=path,
+            operations={
+                "post": {
+                    "summary": summary,
+                    "parameters": headers,
+                    "requestBody": _body(schema, example),
+                    "responses": {"200": _json_response(answer), **_RUN_ERRORS},
+                }
+            },
+        )
     _get(spec, "/api/v1/ai/sessions/{session_id}", "A tutoring session: level, turns, repeated errors.",
          {"404": _json_response("No such session.", _ERROR)}, path_parameter="session_id")  # fmt: skip
     spec.path(path="/orchestrator/runs/{run_key}/events", operations={"get": {

@@ -7,12 +7,10 @@ rendered result, the run's model calls and the stats. Screenshots are kept in th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -20,9 +18,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from orchestrator.config import Settings
-from tests.conftest import settings_env
 from tests.fake_llm import FakeLLM, Fault
-from tests.services import Process, free_port, service_env, wait_until
+from tests.http.conftest import serving
+from tests.services import Process
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 TRANSCRIPT = (
@@ -33,16 +31,8 @@ TRANSCRIPT = (
 
 @pytest.fixture(scope="module")
 def page_url(settings: Settings, celery_worker: Process, log_dir: Path) -> Iterator[str]:
-    port = free_port()
-    args = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--threads", "8"]
-    server = Process("serve-page", args, service_env(**settings_env(settings)), log_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(url) or not server.alive(), 30, "orchestrator serve")
-        assert server.alive(), server.log_tail()
+    with serving(settings, log_dir, "serve-page", "--threads", "8") as (url, _):
         yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +60,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def submit(browser: WebDriver, url: str, pipeline: str, text: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,31 +11,16 @@ import requests
 
 from orchestrator.config import Settings
 from orchestrator.store import RunStore
-from tests.conftest import settings_env
 from tests.factories import analyze_body, unique
 from tests.fake_llm import FakeLLM
-from tests.services import Process, free_port, service_env, wait_until
+from tests.http.conftest import serving
+from tests.services import Process
 
 
 @pytest.fixture(scope="module")
 def api_url(settings: Settings, celery_worker: Process, log_dir: Path) -> Iterator[str]:
-    port = free_port()
-    args = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--threads", "16"]
-    server = Process("serve", args, service_env(**settings_env(settings)), log_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(url) or not server.alive(), 30, "orchestrator serve")
-        assert server.alive(), server.log_tail()
+    with serving(settings, log_dir, "serve", "--threads", "16") as (url, _):
         yield url
-    finally:
-        server.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def test_ten_concurrent_requests_with_one_key_make_one_run_and_one_answer(
@@ -83,13 +67,7 @@ def test_metrics_endpoint_serves_prometheus_text(api_url: str) -> None:
 def test_with_several_processes_one_scrape_of_metrics_counts_the_requests_of_all(
     settings: Settings, celery_worker: Process, log_dir: Path
 ) -> None:
-    port = free_port()
-    args = [sys.executable, "-m", "orchestrator.cli", "serve", "--port", str(port), "--workers", "2", "--threads", "4"]
-    server = Process("serve-2", args, service_env(**settings_env(settings)), log_dir)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(url) or not server.alive(), 60, "orchestrator serve --workers 2")
-        assert server.alive(), server.log_tail()
+    with serving(settings, log_dir, "serve-2", "--workers", "2", "--threads", "4") as (url, server):
         # `serve` started itself again with a directory for the processes' metric files.
         environ = Path(f"/proc/{server.popen.pid}/environ").read_bytes().split(b"\0")
         directory = Path(
@@ -110,5 +88,3 @@ def test_with_several_processes_one_scrape_of_metrics_counts_the_requests_of_all
                 if line.startswith("flask_http_request_duration_seconds_count") and 'url_rule="/openapi.json"' in line
             )
             assert served == 60, scrape[:2000]
-    finally:
-        server.stop()
