@@ -1,4 +1,4 @@
-"""the cost, the degradation level and the repair flag of each model call
+"""the cost and the degradation level of each model call
 
 Revision ID: 0005
 Revises: 0004
@@ -21,11 +21,9 @@ def upgrade() -> None:
     with op.batch_alter_table("llm_calls") as batch:
         batch.add_column(sa.Column("cost_usd", sa.Float(), nullable=True))
         batch.add_column(sa.Column("level", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("repair", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("llm_calls") as batch:
-        batch.drop_column("repair")
         batch.drop_column("level")
         batch.drop_column("cost_usd")
