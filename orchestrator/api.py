@@ -195,15 +195,19 @@ def create_app(
         if run is None:
             return _error(404, "not_found", f"No run with run id or event id {run_key!r}.")
         run_id, pipeline = run.id, pipelines[run.pipeline]
+        # A finished run's events are read, not waited for (they may have expired).
+        wait_s = settings.analyze_timeout if run.status == "pending" else 0.0
 
         def stream() -> Iterator[str]:
-            for event in services.run_events.follow(run_id, timeout_s=settings.analyze_timeout):
+            streamed: set[str] = set()
+            for event in services.run_events.follow(run_id, run.claim_token or "", timeout_s=wait_s):
                 if event is None:
                     yield ": keep-alive\n\n"
                     continue
                 kind, data = event
                 if kind == BUNDLE_EVENT:
                     data = {**data, "metadata": run_metadata(store, run_id)}
+                streamed.add(str(data.get("worker")))
                 yield _server_sent(kind, data)
                 if kind == BUNDLE_EVENT:
                     return
@@ -213,6 +217,8 @@ def create_app(
                 yield _server_sent("timeout", {"run_id": run_id, "status_url": f"/orchestrator/runs/{run_id}"})
                 return
             for worker, status in (stored.worker_statuses or {}).items():
+                if worker in streamed:
+                    continue
                 error = (stored.errors or {}).get(worker)
                 yield _server_sent(WORKER_EVENT, {"worker": worker, "status": status, "error": error})
             bundle = {**bundle_response(stored, pipeline), "metadata": run_metadata(store, run_id)}

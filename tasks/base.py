@@ -130,7 +130,7 @@ class ModelWorkerTask(OrchestratorTask):
     def __call__(self, run_id: str, token: str, worker: str, **state: Any) -> Any:  # type: ignore[override]
         """The worker's outcome, once settled (not on a retry), also published for live followers."""
         outcome = self._settle(run_id, token, worker, **state)
-        self.services.run_events.publish(run_id, WORKER_EVENT, outcome)
+        self.services.run_events.publish(run_id, token, WORKER_EVENT, outcome)
         return outcome
 
     def _settle(

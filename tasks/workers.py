@@ -64,7 +64,7 @@ def aggregate(self: OrchestratorTask, results: list[JSON], run_id: str, attempt:
             return None
         return bundle_response(run, services.pipelines[run.pipeline])
     bundle = bundle_response(run, services.pipelines[run.pipeline])
-    services.run_events.publish(run_id, BUNDLE_EVENT, bundle)
+    services.run_events.publish(run_id, token, BUNDLE_EVENT, bundle)
     return bundle
 
 
@@ -77,7 +77,7 @@ def chord_failed(self: OrchestratorTask, failed_task_id: str, run_id: str, attem
     run = fail_run(services.pipelines, run_id, reason, attempt=attempt, token=token, store=services.store)
     _finished(self, run, reason)
     if run is not None:
-        services.run_events.publish(run_id, BUNDLE_EVENT, bundle_response(run, services.pipelines[run.pipeline]))
+        services.run_events.publish(run_id, token, BUNDLE_EVENT, bundle_response(run, services.pipelines[run.pipeline]))
 
 
 def _finished(task: OrchestratorTask, run: AnalysisRun | None, reason: str = "") -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from orchestrator.live import RedisRunEvents
+from orchestrator.services import Services
 from tests.factories import analyze_body
 from tests.fake_llm import FakeLLM, Fault
 
@@ -72,3 +74,33 @@ def test_a_synchronous_request_still_answers_with_the_bundle(client: FlaskClient
 def test_events_of_an_unknown_run_are_a_404(client: FlaskClient) -> None:
     response = client.get("/orchestrator/runs/no-such-run/events")
     assert response.status_code == 404 and response.json["error"] == "not_found"
+
+
+def test_after_the_live_events_expired_the_stream_gives_the_stored_outcome(
+    client: FlaskClient, services: Services
+) -> None:
+    accepted = start(client)
+    live = read_events(client, accepted["events_url"])
+    assert isinstance(services.run_events, RedisRunEvents)
+    run = services.store.get_run(accepted["run_id"])
+    assert run is not None and run.claim_token
+    deleted = services.run_events.client.delete(f"orchestrator:run-events:{run.id}:{run.claim_token}")
+    assert deleted == 1
+
+    stored = read_events(client, accepted["events_url"])
+
+    assert [kind for kind, _ in stored] == ["worker"] * 4 + ["bundle"]
+    assert {data["worker"]: data["status"] for kind, data in stored if kind == "worker"} == dict.fromkeys(WORKERS, "ok")
+    assert stored[-1][1]["summary"] == live[-1][1]["summary"]
+
+
+def test_a_runs_model_calls_are_listed_in_order_without_their_outputs(client: FlaskClient) -> None:
+    bundle = client.post("/orchestrator/analyze", json=analyze_body(3)).json
+
+    by_run = client.get(f"/orchestrator/runs/{bundle['run_id']}/calls").json
+    by_event = client.get(f"/orchestrator/runs/{bundle['event_id']}/calls").json
+
+    assert by_run == by_event and {call["worker"] for call in by_run} == WORKERS
+    assert all(call["status"] == "ok" and call["level"] == 0 and call["model"] == "fake-model" for call in by_run)
+    assert all("output" not in call and call["input_tokens"] > 0 for call in by_run)
+    assert client.get("/orchestrator/runs/no-such-run/calls").status_code == 404
