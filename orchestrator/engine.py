@@ -167,38 +167,37 @@ def analyse_part(
         MODEL_CALLS.labels(worker=worker, status="cached").inc()
         return WorkerOutcome(worker=worker, status="ok", output=cached, level=level)
 
-    def failed(exc: ModelError, started: float, repair: bool) -> None:
+    def failed(exc: ModelError, started: float) -> None:
         """Record a failed attempt."""
         failure = replace(
             record,
             status=failure_status(exc),
             latency_ms=(time.perf_counter() - started) * 1000,
             error=describe(exc),
-            repair=repair,
         )
         _record(store, failure)
         MODEL_CALLS.labels(worker=worker, status=failure.status).inc()
         log.warning("run %s event %s: %s attempt %d failed: %s", run_id, job.event_id, worker, attempt, exc)
 
-    def ask(call: ModelCall, repair: bool) -> tuple[ModelReply, JSON]:
+    def ask(call: ModelCall) -> tuple[ModelReply, JSON]:
         started = time.perf_counter()
         try:
             return _ask(adapter, replace(call, time_left_s=_time_left(job.deadline_at, model_name)), spec)
         except ModelError as exc:
             if not isinstance(exc, DeadlinePassed):  # (then nothing was asked)
-                failed(exc, started, repair)
+                failed(exc, started)
             exc.deadline_at = job.deadline_at  # the retry policy never waits past it
             raise
 
     try:
-        reply, output = ask(call, repair=False)
+        reply, output = ask(call)
     except ModelOutputError as exc:
         if exc.answer is None:
             raise
         # One repair: the model sees its answer and what is wrong with it.
         record = replace(record, repair=True)
         try:
-            reply, output = ask(replace(call, repair=Repair(exc.answer, str(exc))), repair=True)
+            reply, output = ask(replace(call, repair=Repair(exc.answer, str(exc))))
         except ModelOutputError as repair_exc:
             still = RepairFailed(f"still invalid after a repair: {repair_exc}", answer=repair_exc.answer)
             still.deadline_at = job.deadline_at

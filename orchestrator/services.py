@@ -82,9 +82,14 @@ def build_model_chain(
     return tuple(levels)
 
 
+def has_builtin_level(models: tuple[ModelLevel, ...]) -> bool:
+    """Whether the builtin analyser answers at some level of the chain (alone, or as the last resort)."""
+    return models[-1].name == BUILTIN_MODEL_NAME
+
+
 def builtin_is_fallback(models: tuple[ModelLevel, ...]) -> bool:
     """Whether the builtin analyser ends a chain of models as its last resort (it answers past a deadline)."""
-    return len(models) > 1 and models[-1].name == BUILTIN_MODEL_NAME
+    return len(models) > 1 and has_builtin_level(models)
 
 
 def _openai_adapter(settings: Settings, url: str, name: str, read_timeout: float) -> OpenAIChatAdapter:

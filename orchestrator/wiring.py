@@ -103,7 +103,9 @@ def build_celery(settings: Settings, services: Services | None = None) -> Orches
 
 def celery_from_env() -> OrchestratorCelery:
     """The Celery app of ``celery -A tasks``, configured from the environment."""
-    return build_celery(Settings.from_env())
+    celery_app = build_celery(Settings.from_env())
+    celery_app.conf[AWAITS_RESULTS] = False  # its sweeper relaunches chords and never waits for one
+    return celery_app
 
 
 def build_bridge(settings: Settings) -> Bridge:

@@ -9,12 +9,11 @@ from celery import Celery, signals
 from kombu import Queue  # type: ignore[attr-defined]
 
 import tasks.workers  # noqa: F401  (registers the tasks with every app)
-from orchestrator.adapters.builtin import MODEL_NAME as BUILTIN_MODEL_NAME
 from orchestrator.chord import ChordLauncher
 from orchestrator.config import Settings
 from orchestrator.maintenance import HEARTBEAT_INTERVAL_S, Duty, Maintenance, outbox_duty
 from orchestrator.metrics import serve_process_metrics
-from orchestrator.services import Services
+from orchestrator.services import Services, has_builtin_level
 from orchestrator.sweeper import sweep_stuck_runs
 from tasks.results import result_backend_url
 
@@ -72,7 +71,7 @@ class OrchestratorCelery(Celery):  # type: ignore[misc]
         (a model without ``MODEL_FALLBACK_BUILTIN``) never runs them, and
         saves their ~450 MB.
         """
-        if not any(level.name == BUILTIN_MODEL_NAME for level in self.services.models):
+        if not has_builtin_level(self.services.models):
             return
         for pipeline in self.services.pipelines.values():
             if pipeline.warm is not None:

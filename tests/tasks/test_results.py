@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from orchestrator.config import Settings
-from orchestrator.wiring import build_celery
+from orchestrator.wiring import build_bridge, build_celery, celery_from_env
 from tasks.results import AWAITS_RESULTS
+from tests.conftest import settings_env
 
 
 def subscribed_channels(client: redis.Redis, prefix: str) -> int:
@@ -37,3 +38,13 @@ def test_launched_chords_keep_subscriptions_only_in_a_process_that_waits_for_res
 
     assert subscribed_channels(client, f"celery-task-meta-subscriptions-{suffix}") == kept_per_launch * len(run_ids)
     assert len(app.backend._pending_results[0]) == kept_per_launch * len(run_ids)
+
+
+def test_the_worker_and_the_bridge_never_wait_for_results_and_the_api_does(
+    settings: Settings, kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    assert celery_from_env().conf[AWAITS_RESULTS] is False
+    assert build_bridge(kafka_settings).launcher.app.conf[AWAITS_RESULTS] is False
+    assert build_celery(settings).conf.get(AWAITS_RESULTS, True) is True

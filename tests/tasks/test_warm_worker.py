@@ -61,3 +61,14 @@ def test_a_worker_loads_the_analysers_only_when_its_chain_has_the_builtin_level(
     build_celery(chain, services).warm_analysers()
 
     assert calls == (["warm"] if warmed else [])
+
+
+@pytest.mark.parametrize(
+    "model_url,builtin_fallback,default_deadlines",
+    [(None, False, False), ("http://127.0.0.1:9/v1", True, True), ("http://127.0.0.1:9/v1", False, False)],
+)
+def test_pipelines_default_deadlines_apply_only_where_the_builtin_level_ends_a_chain_of_models(
+    settings: Settings, model_url: str | None, builtin_fallback: bool, default_deadlines: bool
+) -> None:
+    chain = replace(settings, model_adapter_url=model_url, model_fallback_builtin=builtin_fallback)
+    assert build_services(chain).pipelines.default_deadlines is default_deadlines
