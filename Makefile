@@ -52,7 +52,7 @@ lint: install
 ## make bench: a naive sixty-line Celery chord and this service side by side, in one run (benchmarks/side_by_side.py):
 ## realtime latency, Kafka throughput, CPU per event of each process, worker memory. The other benchmarks run alone,
 ## e.g. $(BIN)/python benchmarks/realtime_overhead.py
-## make bench: a naive sixty-line chord and this service side by side, with the ratios (ARGS="--runs 3" for the noise)
+## (ARGS="--runs 3" prints each run's ratios, to show the noise)
 bench: install
 	$(BIN)/python benchmarks/side_by_side.py $(ARGS)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,33 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from orchestrator.config import Settings  # noqa: E402
 from orchestrator.migrate import upgrade_database  # noqa: E402
 from tests.services import Process, ensure_postgres, ensure_redis, free_port, recreate_database, wait_until  # noqa: E402
+
+#: The benchmarks' broker and result backend (the tests use database 13).
+BROKER_URL = "redis://127.0.0.1:6379/12"
+
+
+def service_settings(database_url: str, model_url: str, bootstrap: str, **overrides: Any) -> Settings:
+    """The service's settings for a benchmark run: its own queues, topics and consumer group, the fake
+    model, and no response cache (repeated requests would be answered from it: measure the work itself)."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        database_url=database_url,
+        celery_broker_url=BROKER_URL,
+        response_cache_ttl=0,
+        celery_realtime_queue=f"rt-{suffix}",
+        celery_batch_queue=f"batch-{suffix}",
+        model_adapter_url=model_url,
+        model_name="fake-model",
+        kafka_bootstrap_servers=bootstrap,
+        kafka_tasks_topic=f"analysis.tasks.{suffix}",
+        kafka_dlq_topic=f"analysis.dlq.{suffix}",
+        kafka_group_id=f"bench-{suffix}",
+        log_level="WARNING",
+    )
+    return replace(settings, **overrides)
 
 
 def percentile(values: list[float], q: float) -> float:

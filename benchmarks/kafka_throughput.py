@@ -31,6 +31,7 @@ from harness import (  # also puts the repository on sys.path
     percentile,
     postgres_server_pid,
     redis_server_pid,
+    service_settings,
 )
 from kafka import KafkaProducer  # noqa: E402
 from sqlalchemy import select  # noqa: E402
@@ -144,22 +145,7 @@ def main() -> None:
         with FakeLLM() as llm:
             for latency, processes in ((lat, n) for lat in args.latencies for n in args.workers):
                 llm.latency_s = latency
-                suffix = uuid.uuid4().hex[:8]
-                settings = Settings(
-                    database_url=database_url,
-                    celery_broker_url="redis://127.0.0.1:6379/12",
-                    # Repeated requests would be answered from the response cache: measure the work itself.
-                    response_cache_ttl=0,
-                    celery_realtime_queue=f"rt-{suffix}",
-                    celery_batch_queue=f"batch-{suffix}",
-                    model_adapter_url=llm.url,
-                    model_name="fake-model",
-                    kafka_bootstrap_servers=broker.bootstrap,
-                    kafka_tasks_topic=f"analysis.tasks.{suffix}",
-                    kafka_dlq_topic=f"analysis.dlq.{suffix}",
-                    kafka_group_id=f"bench-{suffix}",
-                    log_level="WARNING",
-                )
+                settings = service_settings(database_url, llm.url, broker.bootstrap)
                 result = measure(settings, store, log_dir, args.events, args.concurrency, args.rate, processes)
                 print(f"model latency {latency * 1000:4.0f} ms, {processes} worker process(es): {result}")
     finally:

@@ -46,18 +46,19 @@ from pathlib import Path
 
 import naive_chord  # noqa: E402
 from harness import (  # also puts the repository on sys.path
+    BROKER_URL,
     bench_database,
     cpu_seconds,
     percentile,
     postgres_server_pid,
     redis_server_pid,
     resident_bytes,
+    service_settings,
     start_api,
     timed_posts,
 )
 from sqlalchemy import Engine, create_engine, select  # noqa: E402
 
-from orchestrator.config import Settings  # noqa: E402
 from orchestrator.models import AnalysisRun  # noqa: E402
 from tests.conftest import settings_env  # noqa: E402
 from tests.factories import analyze_body, task_event  # noqa: E402
@@ -65,7 +66,6 @@ from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.kafka import create_topics, produce, start_broker  # noqa: E402
 from tests.services import Process, free_port, service_env, start_celery_worker, wait_until  # noqa: E402
 
-BROKER_URL = "redis://127.0.0.1:6379/12"
 BENCHMARKS = Path(__file__).resolve().parent
 CONCURRENCY = (1, 8)
 WARM_UP = 8
@@ -163,21 +163,8 @@ def naive_side(ctx: Context, suffix: str) -> Side:
     return Side("naive", "consumer", topic, start_worker, start_naive_api, start_consumer, stored)
 
 
-def service_side(ctx: Context, suffix: str) -> Side:
-    settings = Settings(
-        database_url=ctx.database_url,
-        celery_broker_url=BROKER_URL,
-        # Repeated requests would be answered from the response cache: measure the work itself.
-        response_cache_ttl=0,
-        celery_realtime_queue=f"rt-{suffix}",
-        celery_batch_queue=f"batch-{suffix}",
-        model_adapter_url=ctx.model_url,
-        model_name="fake-model",
-        kafka_bootstrap_servers=ctx.bootstrap,
-        kafka_tasks_topic=f"analysis.tasks.{suffix}",
-        kafka_dlq_topic=f"analysis.dlq.{suffix}",
-        kafka_group_id=f"bench-{suffix}",
-    )
+def service_side(ctx: Context) -> Side:
+    settings = service_settings(ctx.database_url, ctx.model_url, ctx.bootstrap, log_level="INFO")
     env = service_env(**settings_env(settings))
 
     def start_service_api(name: str) -> tuple[Process, str]:
@@ -362,7 +349,7 @@ def main() -> None:
             for index in range(args.runs):
                 suffix = uuid.uuid4().hex[:8]
                 run = {}
-                for side in (naive_side(ctx, suffix), service_side(ctx, suffix)):
+                for side in (naive_side(ctx, suffix), service_side(ctx)):
                     started = time.monotonic()
                     run[side.name] = measure(side, ctx, f"run{index + 1}")
                     print(

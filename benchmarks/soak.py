@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 import redis
-from harness import bench_database, resident_bytes  # also puts the repository on sys.path
+from harness import BROKER_URL, bench_database, resident_bytes, service_settings  # also puts the repository on sys.path
 from kafka import KafkaProducer  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
@@ -40,7 +40,6 @@ from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.kafka import create_topics, start_broker  # noqa: E402
 from tests.services import Process, service_env, start_celery_worker  # noqa: E402
 
-REDIS_DB_URL = "redis://127.0.0.1:6379/12"
 MIB = 2**20
 
 
@@ -77,27 +76,13 @@ def main() -> None:
     store = RunStore(create_db_engine(database_url))
     log_dir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     broker = start_broker(log_dir)
-    redis_client = redis.Redis.from_url(REDIS_DB_URL)
+    redis_client = redis.Redis.from_url(BROKER_URL)
     redis_client.flushdb()
-    suffix = uuid.uuid4().hex[:8]
     processes: list[Process] = []
     stop = threading.Event()
     with FakeLLM() as llm:
-        settings = Settings(
-            database_url=database_url,
-            celery_broker_url=REDIS_DB_URL,
-            celery_result_expires=args.result_expires,
-            response_cache_ttl=0,  # one template: every event would be a cache hit
-            celery_realtime_queue=f"rt-{suffix}",
-            celery_batch_queue=f"batch-{suffix}",
-            model_adapter_url=llm.url,
-            model_name="fake-model",
-            kafka_bootstrap_servers=broker.bootstrap,
-            kafka_tasks_topic=f"soak.tasks.{suffix}",
-            kafka_dlq_topic=f"soak.dlq.{suffix}",
-            kafka_group_id=f"soak-{suffix}",
-            log_level="WARNING",
-        )
+        # One event template: with the response cache on, every event would be a cache hit (it is off).
+        settings = service_settings(database_url, llm.url, broker.bootstrap, celery_result_expires=args.result_expires)
         env = service_env(**settings_env(settings))
         create_topics(settings.kafka_bootstrap_servers, [settings.kafka_tasks_topic, settings.kafka_dlq_topic])
         try:

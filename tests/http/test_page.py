@@ -90,8 +90,9 @@ def test_a_transcript_shows_each_worker_live_then_the_rendered_analysis_and_its_
     assert browser.find_element(By.ID, "summary").text.strip()
     assert "Claims" in result and "Sentiment" in result and "Fallacies and biases" in result
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "tr.call")) >= 4)
-    calls = browser.find_element(By.ID, "calls").text
-    assert "fake-model" in calls and "ok" in calls
+    rows = [row.find_elements(By.TAG_NAME, "td") for row in browser.find_elements(By.CSS_SELECTOR, "tr.call")]
+    assert {row[0].text for row in rows} == {"argument", "implication_sentiment", "logic_bias", "summary"}
+    assert all(row[3].text == "fake-model" and row[4].text == "ok" for row in rows)
     wait.until(lambda b: "analysis:" in b.find_element(By.ID, "stats").text)
     assert "Done: ok." in browser.find_element(By.ID, "state").text
     browser.save_screenshot(str(log_dir / "page-analysis.png"))
