@@ -43,7 +43,7 @@ from orchestrator.metrics import BRIDGE_EVENTS, BRIDGE_IN_FLIGHT, BRIDGE_PAUSED,
 from orchestrator.pipelines import Pipelines
 from orchestrator.runs import submit_analysis
 from orchestrator.store import RunStore
-from orchestrator.tracing import valid_traceparent
+from orchestrator.tracing import consume_span, valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,11 @@ class Bridge:
         published.
         """
         source = SourceMessage.from_record(record)
+        traceparent = valid_traceparent(as_text(last_header(source.headers, "traceparent")))
+        with consume_span(source.topic, source.partition, source.offset, traceparent):
+            self._hand_off(record, source, traceparent)
+
+    def _hand_off(self, record: Any, source: SourceMessage, traceparent: str | None) -> None:
         event_id = context_id = None
         try:
             data = decode_task(record.value)
@@ -206,7 +211,7 @@ class Bridge:
                 launcher=self.launcher,
                 queue=self.settings.celery_batch_queue,
                 lease=self.lease,
-                traceparent=valid_traceparent(as_text(last_header(source.headers, "traceparent"))),
+                traceparent=traceparent,
                 origin=source.to_json(),
                 attempt=replay_attempt(source.headers),
             )

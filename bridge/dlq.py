@@ -14,8 +14,10 @@ import time
 from collections.abc import Sequence
 
 from kafka import KafkaProducer
+from opentelemetry.trace import SpanKind
 
 from orchestrator.dead_letters import DeadLetterMessage
+from orchestrator.tracing import tracer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,13 @@ class DeadLetterPublisher:
         if not letters:
             return
         producer = self._producer_once()
+        with tracer.start_as_current_span(
+            f"send {self.topic}", kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(letters)},
+        ):  # fmt: skip
+            self._send(producer, letters)
+
+    def _send(self, producer: KafkaProducer, letters: Sequence[DeadLetterMessage]) -> None:
         try:
             futures = [
                 producer.send(self.topic, key=letter.key, value=letter.value, headers=letter.headers)

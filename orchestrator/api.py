@@ -44,7 +44,7 @@ from orchestrator.schemas import idempotency_key_error
 from orchestrator.services import Services
 from orchestrator.sessions import read_session
 from orchestrator.stats import DEFAULT_WINDOW_S, MAX_WINDOW_S, compute_stats
-from orchestrator.tracing import valid_traceparent
+from orchestrator.tracing import trace_flask, valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def create_app(
     launcher = launcher or wiring.build_celery(settings, services).launcher
 
     app = Flask(__name__)
+    trace_flask(app)
     # Generous enough for the largest valid body, small enough to refuse
     # absurd ones before parsing them.
     app.config["MAX_CONTENT_LENGTH"] = 8 * settings.max_total_chars + 1024 * 1024

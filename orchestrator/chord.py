@@ -25,6 +25,7 @@ from celery.result import AsyncResult
 
 from orchestrator.models import AnalysisRun
 from orchestrator.pipeline import Pipeline
+from orchestrator.tracing import continued_span
 
 ANALYSE_PART_TASK = "orchestrator.analyse_part"
 AGGREGATE_TASK = "orchestrator.aggregate"
@@ -120,7 +121,9 @@ class ChordLauncher:
             queue=queue,
             traceparent=traceparent,
         )
-        result: AsyncResult = signature.apply_async()
+        # A relaunch by the sweeper has no span around it: its chord continues the run's stored trace.
+        with continued_span("chord publish", traceparent, run_id=run_id, pipeline=pipeline, attempt=attempt):
+            result: AsyncResult = signature.apply_async()
         # After the whole chord: a launcher that dies halfway through
         # publishing leaves no marker, and the sweeper relaunches the run.
         self.markers.mark(run_id, token)

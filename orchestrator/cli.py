@@ -48,6 +48,7 @@ from orchestrator.runs import (
 )
 from orchestrator.schemas import idempotency_key_error
 from orchestrator.services import Services
+from orchestrator.tracing import start_tracing
 
 EXIT_OK, EXIT_NOT_OK, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -56,6 +57,10 @@ _SPEAKER_LINE = re.compile(r"^\s*([A-Z][\w .'-]{0,40}?):\s+(.+)$")
 
 class UsageError(BadInput):
     """A command-line argument or an input file is unusable."""
+
+
+#: How each command's process is named in traces (unless OTEL_SERVICE_NAME names it).
+SERVICE_NAMES = {"serve": "orchestrator-api", "bridge": "orchestrator-bridge"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"orchestrator: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     configure_logging(args.log_level or settings.log_level)
+    start_tracing(settings, SERVICE_NAMES.get(args.command, "orchestrator-cli"))
     try:
         result: int = args.handler(args, settings)
     except Exception as exc:

@@ -145,6 +145,11 @@ class Settings:
     #: Prometheus metrics; 0 turns it off (the API serves /metrics itself).
     metrics_port: int = 0
 
+    #: OTEL_EXPORTER_OTLP_ENDPOINT: an OpenTelemetry collector's OTLP/HTTP base
+    #: URL (e.g. http://collector:4318); spans are sent to its /v1/traces.
+    #: Unset: no traces. The SDK reads the other standard OTEL_* variables.
+    otel_exporter_otlp_endpoint: str | None = None
+
     #: ORCHESTRATOR_MAX_MEMORY_GB: resident memory a process may use before the
     #: least recently used builtin analysers are unloaded; unset means no limit.
     orchestrator_max_memory_gb: float | None = None

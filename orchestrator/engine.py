@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +41,7 @@ from orchestrator.models import AnalysisRun
 from orchestrator.pipeline import Pipeline, WorkerSpec
 from orchestrator.response_cache import NoResponseCache, ResponseCache, cache_key
 from orchestrator.store import ModelCallRecord, RunOutcome, RunStore
+from orchestrator.tracing import tracer
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +165,8 @@ def analyse_part(
     cached = _cached_answer(cache, key, spec) if job.use_cache and level == 0 else None
     if cached is not None:
         latency_ms = (time.perf_counter() - started) * 1000
-        _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached, cost_usd=0.0))
+        with model_call_span(record, cache_hit=True):
+            _record(store, replace(record, status="cached", latency_ms=latency_ms, output=cached, cost_usd=0.0))
         MODEL_CALLS.labels(worker=worker, status="cached").inc()
         return WorkerOutcome(worker=worker, status="ok", output=cached, level=level)
 
@@ -182,7 +185,8 @@ def analyse_part(
     def ask(call: ModelCall) -> tuple[ModelReply, JSON]:
         started = time.perf_counter()
         try:
-            return _ask(adapter, replace(call, time_left_s=_time_left(job.deadline_at, model_name)), spec)
+            with model_call_span(record, cache_hit=False, repair=call.repair is not None):
+                return _ask(adapter, replace(call, time_left_s=_time_left(job.deadline_at, model_name)), spec)
         except ModelError as exc:
             if not isinstance(exc, DeadlinePassed):  # (then nothing was asked)
                 failed(exc, started)
@@ -220,6 +224,23 @@ def analyse_part(
         return WorkerOutcome(worker=worker, status="fallback", output=output, error=reason, level=level)
     cache.put(key, output)
     return WorkerOutcome(worker=worker, status="ok", output=output, level=level)
+
+
+def model_call_span(record: ModelCallRecord, *, cache_hit: bool, repair: bool = False) -> AbstractContextManager[Any]:
+    """The span of one model call (the model's HTTP request, when there is one, is its child)."""
+    return tracer.start_as_current_span(
+        "model call",
+        attributes={
+            "orchestrator.run_id": record.run_id,
+            "orchestrator.pipeline": record.pipeline,
+            "orchestrator.worker": record.worker,
+            "orchestrator.model": record.model,
+            "orchestrator.attempt": record.attempt,
+            "orchestrator.level": record.level,
+            "orchestrator.cache_hit": cache_hit,
+            "orchestrator.repair": repair,
+        },
+    )
 
 
 def _time_left(deadline_at: float | None, model_name: str) -> float | None:
@@ -303,13 +324,15 @@ def aggregate_results(
             pipeline.state.save(connection, run, outcome.status, outcome.result)
         return outcome
 
-    stored = store.finish_run(
-        run_id,
-        attempt=attempt,
-        token=token,
-        conclude=conclude,
-        dead_letter=lambda finished: dead_letter_for_run(finished, *failure),
-    )
+    with tracer.start_as_current_span("aggregate", attributes={"orchestrator.run_id": run_id}) as span:
+        stored = store.finish_run(
+            run_id,
+            attempt=attempt,
+            token=token,
+            conclude=conclude,
+            dead_letter=lambda finished: dead_letter_for_run(finished, *failure),
+        )
+        span.set_attribute("orchestrator.status", stored.status if stored is not None else "superseded")
     if stored is None:
         log.info("run %s attempt %d: launch %s already finished or superseded; nothing stored", run_id, attempt, token)
         return None

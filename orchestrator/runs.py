@@ -24,6 +24,7 @@ from orchestrator.errors import BadInput, TryLater, is_infrastructure
 from orchestrator.models import ANSWERED_CALL_STATUSES, AnalysisRun, utcnow
 from orchestrator.pipeline import Pipeline
 from orchestrator.store import RunStore
+from orchestrator.tracing import continued_span
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +98,21 @@ def submit_analysis(
     # Taken before the claim, so that the lease (which starts inside it) is
     # never thought to last longer than it does.
     claimed_at = time.monotonic()
-    claim = store.claim_run(
-        event_id=request.event_id or str(uuid.uuid4()),
-        context_id=request.context_id,
-        pipeline=request.pipeline,
-        source=source,
-        request=stored_request(request, run_input, now=time.time()),
-        lease=lease,
-        traceparent=traceparent,
-        origin=origin,
-        attempt=attempt,
-        context=run_input if stores_context else None,
-    )
+    event_id = request.event_id or str(uuid.uuid4())
+    with continued_span("claim", traceparent, event_id=event_id, pipeline=request.pipeline) as span:
+        claim = store.claim_run(
+            event_id=event_id,
+            context_id=request.context_id,
+            pipeline=request.pipeline,
+            source=source,
+            request=stored_request(request, run_input, now=time.time()),
+            lease=lease,
+            traceparent=traceparent,
+            origin=origin,
+            attempt=attempt,
+            context=run_input if stores_context else None,
+        )
+        span.set_attributes({"orchestrator.run_id": claim.run.id, "orchestrator.claimed": claim.token is not None})
     run, token = claim.run, claim.token
     launch_attempt, reopened_from = run.attempt, None
     if token is None:

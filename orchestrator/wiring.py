@@ -26,6 +26,7 @@ from orchestrator.response_cache import NoResponseCache, RedisResponseCache, Res
 from orchestrator.schemas import Limits
 from orchestrator.services import Services, build_model_chain, builtin_is_fallback
 from orchestrator.store import RunStore, create_db_engine
+from orchestrator.tracing import start_tracing, trace_database
 from tasks.celery_app import OrchestratorCelery, create_celery
 from tasks.results import AWAITS_RESULTS
 
@@ -59,6 +60,8 @@ def build_services(settings: Settings, *, retries_database_errors: bool = False)
         InProcessLaunchMarkers() if broker is None else RedisLaunchMarkers(broker, ttl_s=settings.celery_result_expires)
     )
     models = build_model_chain(settings, cap)
+    store = RunStore(create_db_engine(settings.database_url, pre_ping=not retries_database_errors))
+    trace_database(store.engine)
     return Services(
         settings=settings,
         pipelines=load_pipelines(
@@ -67,7 +70,7 @@ def build_services(settings: Settings, *, retries_database_errors: bool = False)
             # A default deadline only where a late model can be replaced: by the builtin level, last in the chain.
             default_deadlines=builtin_is_fallback(models),
         ),
-        store=RunStore(create_db_engine(settings.database_url, pre_ping=not retries_database_errors)),
+        store=store,
         models=models,
         markers=markers,
         dead_letters=DeadLetterPublisher(settings.kafka_bootstrap_servers, settings.kafka_dlq_topic),
@@ -103,7 +106,9 @@ def build_celery(settings: Settings, services: Services | None = None) -> Orches
 
 def celery_from_env() -> OrchestratorCelery:
     """The Celery app of ``celery -A tasks``, configured from the environment."""
-    celery_app = build_celery(Settings.from_env())
+    settings = Settings.from_env()
+    start_tracing(settings, "orchestrator-worker")
+    celery_app = build_celery(settings)
     celery_app.conf[AWAITS_RESULTS] = False  # its sweeper relaunches chords and never waits for one
     return celery_app
 
