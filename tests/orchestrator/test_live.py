@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from flask.testing import FlaskClient
 
+from orchestrator.api import create_app
+from orchestrator.config import Settings
 from orchestrator.live import RedisRunEvents
 from orchestrator.services import Services
-from tests.factories import analyze_body
+from tasks.celery_app import OrchestratorCelery
+from tests.factories import analyze_body, unique
 from tests.fake_llm import FakeLLM, Fault
+from tests.services import Process
 
 WORKERS = {"summary", "argument", "implication_sentiment", "logic_bias"}
+TUTOR_WORKERS = {"grammar", "fluency", "vocabulary", "feedback"}
 
 
 def read_events(client: FlaskClient, url: str) -> list[tuple[str, dict[str, Any]]]:
@@ -104,3 +110,33 @@ def test_a_runs_model_calls_are_listed_in_order_without_their_outputs(client: Fl
     assert all(call["status"] == "ok" and call["level"] == 0 and call["model"] == "fake-model" for call in by_run)
     assert all("output" not in call and call["input_tokens"] > 0 for call in by_run)
     assert client.get("/orchestrator/runs/no-such-run/calls").status_code == 404
+
+
+def test_a_tutor_turn_can_be_followed_live_too(client: FlaskClient) -> None:
+    body = {"text": "I goes to school yesterday", "session_id": unique("session"), "learner_profile": {"level": "A2"}}
+    response = client.post("/api/v1/ai/analyze", json=body, headers={"Prefer": "respond-async"})
+    assert response.status_code == 202 and response.headers["Preference-Applied"] == "respond-async"
+
+    events = read_events(client, response.json["events_url"])
+
+    assert [kind for kind, _ in events] == ["worker"] * 4 + ["bundle"]
+    assert {data["worker"] for kind, data in events if kind == "worker"} == TUTOR_WORKERS
+    turn = events[-1][1]
+    assert turn["run_id"] == response.json["run_id"] and turn["status"] == "ok"
+    assert turn["text"] == "You can say: I went to school yesterday"
+
+
+def test_a_stream_that_outlasts_the_analyze_timeout_ends_with_a_timeout_event(
+    settings: Settings, services: Services, celery_app: OrchestratorCelery, celery_worker: Process, fake_llm: FakeLLM
+) -> None:
+    impatient = create_app(replace(settings, analyze_timeout=1.0), services=services, launcher=celery_app.launcher)
+    client = impatient.test_client()
+    fake_llm.script("logic_bias", Fault.hang(3))
+    accepted = start(client)
+
+    events = read_events(client, accepted["events_url"])
+
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["worker"] * 3 + ["timeout"], kinds  # the three that finished, then where to look later
+    assert "logic_bias" not in {data["worker"] for kind, data in events if kind == "worker"}
+    assert events[-1][1] == {"run_id": accepted["run_id"], "status_url": f"/orchestrator/runs/{accepted['run_id']}"}
