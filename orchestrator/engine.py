@@ -331,6 +331,8 @@ def aggregate_results(
             token=token,
             conclude=conclude,
             dead_letter=lambda finished: dead_letter_for_run(finished, *failure),
+            # A pipeline's state (a tutoring session) is read and written with the run, under its lock.
+            needs_lock=lambda run: pipelines[run.pipeline].state is not None,
         )
         span.set_attribute("orchestrator.status", stored.status if stored is not None else "superseded")
     if stored is None:

@@ -8,6 +8,7 @@ for one event exactly one creates the row (a claim, not check-then-act).
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Row,
@@ -246,11 +248,20 @@ class RunStore:
             "lease_expires_at": now + lease,
             "relaunches": 0,
         }
-        # One statement needs no transaction around it; the run and its context are one.
-        with self._autocommit() if context is None else self.engine.begin() as connection:
-            created = connection.execute(self._claim, values).scalar_one_or_none() is not None
-            if created and context is not None:
-                self._upsert_context(connection, context_id, context)
+        if context is None:
+            with self._autocommit() as connection:
+                created = connection.execute(self._claim, values).scalar_one_or_none() is not None
+        elif self._postgres:
+            # The run and its context in one statement: atomic, and no transaction to open and commit.
+            context_values = {"language": context.get("language"), "segments": context["segments"], "updated_at": now}
+            with self._autocommit() as connection:
+                claimed = connection.execute(_claim_with_context(tuple(values)), {**values, **context_values})
+                created = claimed.scalar_one_or_none() is not None
+        else:
+            with self.engine.begin() as connection:
+                created = connection.execute(self._claim, values).scalar_one_or_none() is not None
+                if created:
+                    self._upsert_context(connection, context_id, context)
         if created:
             return Claim(run=AnalysisRun(**values), token=values["claim_token"])
         with self._autocommit() as connection:
@@ -438,46 +449,66 @@ class RunStore:
         token: str | None,
         conclude: Callable[[AnalysisRun, Connection], RunOutcome],
         dead_letter: Callable[[AnalysisRun], DeadLetterMessage | None] | None = None,
+        needs_lock: Callable[[AnalysisRun], bool] = lambda run: True,
     ) -> AnalysisRun | None:
         """Store the outcome of the run's launch ``token`` at ``attempt``; return the run as stored.
 
         A compare-and-set on the run, its attempt, its token and ``pending``:
         a late aggregate of an older attempt or launch, or a duplicate
         aggregate, changes nothing and returns None. ``conclude`` turns the
-        run (read and locked) into its outcome, in the transaction; ``dead_letter`` may turn the
-        stored run into a dead letter, put in the outbox in the same
-        transaction.
+        run into its outcome; ``dead_letter`` may turn the stored run into a
+        dead letter, put in the outbox in the same transaction.
+
+        A run that ``needs_lock`` (its pipeline keeps state across runs) is
+        read, locked, concluded and stored in one transaction. Any other run
+        is read and then stored by a single compare-and-set UPDATE, each
+        committing by itself (two round trips instead of four): ``conclude``
+        must then be a pure function of the run. One whose outcome is a dead
+        letter still takes the transaction, since the letter must not be
+        stored without the outcome.
         """
+        if self._postgres:
+            with self._autocommit() as connection:
+                row = connection.execute(self._launch_to_finish(run_id, attempt, token)).one_or_none()
+                if row is None:
+                    return None
+                run = AnalysisRun(**row._asdict())
+                if not needs_lock(run):
+                    values = _finished_values(conclude(run, connection), run)
+                    finished = AnalysisRun(**{**row._asdict(), **values})
+                    if dead_letter is None or dead_letter(finished) is None:
+                        stored = connection.execute(
+                            update(AnalysisRun)
+                            .where(*self._launch_conditions(run_id, attempt, token))
+                            .values(**values)
+                            .returning(AnalysisRun.id)
+                        ).scalar_one_or_none()
+                        return finished if stored is not None else None
         with self.engine.begin() as connection:
-            row = connection.execute(
-                select(AnalysisRun.__table__)
-                .where(
-                    AnalysisRun.id == run_id,
-                    AnalysisRun.attempt == attempt,
-                    AnalysisRun.status == "pending",
-                    AnalysisRun.claim_token.is_(None) if token is None else AnalysisRun.claim_token == token,
-                )
-                # Two aggregates of one launch must not both pass this read.
-                .with_for_update()
-            ).one_or_none()
+            # Two aggregates of one launch must not both pass this read.
+            row = connection.execute(self._launch_to_finish(run_id, attempt, token).with_for_update()).one_or_none()
             if row is None:
                 return None
-            outcome = conclude(AnalysisRun(**row._asdict()), connection)
-            now = utcnow()
-            values: JSON = {
-                "status": outcome.status,
-                "result": outcome.result,
-                "worker_statuses": dict(outcome.worker_statuses),
-                "errors": dict(outcome.errors),
-                "finished_at": now,
-                "duration_ms": (now - _aware(row.created_at)).total_seconds() * 1000,
-            }
+            values = _finished_values(conclude(AnalysisRun(**row._asdict()), connection), row)
             connection.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(**values))
             run = AnalysisRun(**{**row._asdict(), **values})
             letter = dead_letter(run) if dead_letter is not None else None
             if letter is not None:
                 connection.execute(insert(DeadLetterOutbox).values(**_outbox_values(letter, run)))
         return run
+
+    @staticmethod
+    def _launch_conditions(run_id: str, attempt: int, token: str | None) -> tuple[ColumnElement[bool], ...]:
+        """The run of this launch, still pending."""
+        return (
+            AnalysisRun.id == run_id,
+            AnalysisRun.attempt == attempt,
+            AnalysisRun.status == "pending",
+            AnalysisRun.claim_token.is_(None) if token is None else AnalysisRun.claim_token == token,
+        )
+
+    def _launch_to_finish(self, run_id: str, attempt: int, token: str | None) -> Select[Any]:
+        return select(AnalysisRun.__table__).where(*self._launch_conditions(run_id, attempt, token))
 
     def pending_among(self, run_ids: Iterable[str]) -> set[str]:
         """Those of ``run_ids`` that have not finished yet."""
@@ -573,6 +604,28 @@ class RunStore:
         return dialect.insert(table)
 
 
+@functools.cache
+def _claim_with_context(run_columns: tuple[str, ...]) -> Select[Any]:
+    """PostgreSQL: insert the run (its ``run_columns``) unless its event has one; only if it was inserted, store
+    its context as the context's latest input. Returns the new run's id (no row: the event had a run already).
+    Built once per set of columns."""
+    runs, contexts = AnalysisRun.__table__, Context.__table__
+    claimed = (
+        postgresql.insert(AnalysisRun)
+        .values({name: bindparam(name, type_=runs.c[name].type) for name in run_columns})
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(runs.c.id)
+        .cte("claimed")
+    )
+    context_columns = ("context_id", "language", "segments", "updated_at")
+    context = select(*(bindparam(name, type_=contexts.c[name].type) for name in context_columns)).select_from(claimed)
+    upsert = postgresql.insert(Context).from_select(context_columns, context)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["context_id"], set_={name: upsert.excluded[name] for name in context_columns[1:]}
+    )
+    return select(claimed.c.id).add_cte(upsert.cte("stored_context"))
+
+
 _INSERT_CALL = insert(LlmCall)
 _MARK_LAUNCHED = (
     update(AnalysisRun)
@@ -615,6 +668,19 @@ def _successful_output_query(run_id: str, worker: str) -> Select[tuple[Any]]:
         .where(LlmCall.run_id == run_id, LlmCall.worker == worker, LlmCall.status.in_(ANSWERED_CALL_STATUSES))
         .limit(1)
     )
+
+
+def _finished_values(outcome: RunOutcome, run: Any) -> JSON:
+    """The columns that record ``outcome`` on ``run`` (a run or its row), finished now."""
+    now = utcnow()
+    return {
+        "status": outcome.status,
+        "result": outcome.result,
+        "worker_statuses": dict(outcome.worker_statuses),
+        "errors": dict(outcome.errors),
+        "finished_at": now,
+        "duration_ms": (now - _aware(run.created_at)).total_seconds() * 1000,
+    }
 
 
 def _outbox_values(letter: DeadLetterMessage, run: AnalysisRun) -> JSON:

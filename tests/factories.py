@@ -123,8 +123,12 @@ def finish_claimed(
     status: str = "failed",
     result: dict[str, Any] | None = None,
     dead_letter: Callable[[AnalysisRun], DeadLetterMessage | None] | None = None,
+    locked: bool = True,
 ) -> AnalysisRun | None:
-    """Store an outcome for a claimed run, as its aggregate would (a compare-and-set: None if it did not count)."""
+    """Store an outcome for a claimed run, as its aggregate would (a compare-and-set: None if it did not count).
+
+    ``locked``: as a pipeline with state does (the run locked in a transaction), else as a stateless one.
+    """
     outcome = RunOutcome(status=status, result=result or {}, worker_statuses={}, errors={})
     return store.finish_run(
         claim.run.id,
@@ -132,4 +136,5 @@ def finish_claimed(
         token=claim.token,
         conclude=lambda run, connection: outcome,
         dead_letter=dead_letter,
+        needs_lock=lambda run: locked,
     )

@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 from orchestrator.dead_letters import DeadLetterMessage
 from orchestrator.migrate import downgrade_database, upgrade_database
 from orchestrator.models import AnalysisRun
-from orchestrator.store import Claim, ModelCallRecord, RunStore, StaleLaunch, create_db_engine
+from orchestrator.store import Claim, ModelCallRecord, RunOutcome, RunStore, StaleLaunch, create_db_engine
 from tests.factories import LEASE, claim_run, expire_lease, finish_claimed, make_segments, unique
 from tests.services import drop_database, recreate_database
 
@@ -31,6 +31,28 @@ def claim(store: RunStore, event_id: str) -> tuple[str, bool]:
 
 def finish(store: RunStore, claim: Claim, status: str = "failed", **extra: Any) -> AnalysisRun | None:
     return finish_claimed(store, claim, status, result={"summary": status}, **extra)
+
+
+def test_of_two_aggregates_racing_on_a_stateless_run_exactly_one_stores_its_outcome(store: RunStore) -> None:
+    claimed = claim_run(store)
+    both_read = threading.Barrier(2)
+
+    def conclude_after_the_other_read(run: AnalysisRun, connection: Any, status: str) -> RunOutcome:
+        both_read.wait(timeout=10)  # both have read the run as pending before either stores
+        return RunOutcome(status=status, result={"summary": status}, worker_statuses={}, errors={})
+
+    def aggregate(status: str) -> AnalysisRun | None:
+        return store.finish_run(
+            claimed.run.id, attempt=claimed.run.attempt, token=claimed.token, needs_lock=lambda run: False,
+            conclude=lambda run, connection: conclude_after_the_other_read(run, connection, status),
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(aggregate, ["ok", "partial"]))
+
+    (winner,) = [run for run in outcomes if run is not None]
+    stored = store.get_run(claimed.run.id)
+    assert stored is not None and stored.status == winner.status and stored.result == {"summary": winner.status}
 
 
 def record(store: RunStore, run_id: str, status: str = "ok") -> None:
@@ -50,19 +72,30 @@ def test_ten_concurrent_claims_of_one_event_create_exactly_one_run(store: RunSto
     assert len({run_id for run_id, _ in results}) == 1
 
 
-def test_a_claim_with_a_context_stores_its_input_for_later_requests(store: RunStore) -> None:
-    context_id = unique("ctx")
-    segments = make_segments(3)
-    store.claim_run(
-        event_id=unique("evt"),
-        context_id=context_id,
-        source="api",
-        request={"segments": segments, "language": "fr", "prompt_ids": {}},
-        lease=LEASE,
-        context={"segments": segments, "language": "fr"},
-    )
+def test_a_claim_with_a_context_stores_its_input_for_later_requests_and_a_duplicate_changes_nothing(
+    store: RunStore,
+) -> None:
+    context_id, event_id = unique("ctx"), unique("evt")
 
-    assert store.load_context(context_id) == {"segments": segments, "language": "fr"}
+    def claim_with(event: str, segments: list[dict[str, Any]], language: str) -> Claim:
+        return store.claim_run(
+            event_id=event,
+            context_id=context_id,
+            source="api",
+            request={"segments": segments, "language": language, "prompt_ids": {}},
+            lease=LEASE,
+            context={"segments": segments, "language": language},
+        )
+
+    first, later = make_segments(3), make_segments(2, seed=1)
+    assert claim_with(event_id, first, "fr").created
+    assert store.load_context(context_id) == {"segments": first, "language": "fr"}
+
+    assert not claim_with(event_id, later, "de").created  # the same event again: its context is not stored
+    assert store.load_context(context_id) == {"segments": first, "language": "fr"}
+
+    assert claim_with(unique("evt"), later, "de").created  # a new event of the context: its input is the latest
+    assert store.load_context(context_id) == {"segments": later, "language": "de"}
 
 
 def test_a_failed_run_reopens_once_per_later_attempt_with_a_new_token(store: RunStore) -> None:
@@ -140,23 +173,27 @@ def test_a_task_of_a_superseded_launch_is_stale_and_the_first_task_marks_the_run
     assert store.take_over_claim(run_id, LEASE) is None  # a task runs: no takeover any more
 
 
-def test_finishing_is_a_compare_and_set_on_attempt_token_and_pending(store: RunStore) -> None:
+@pytest.mark.parametrize("locked", [True, False], ids=["locked", "stateless"])
+def test_finishing_is_a_compare_and_set_on_attempt_token_and_pending(store: RunStore, locked: bool) -> None:
     claimed = claim_run(store)
-    assert finish(store, claimed, "ok") is not None
+    assert finish(store, claimed, "ok", locked=locked) is not None
 
-    assert finish(store, claimed, "failed") is None  # a duplicate aggregate
+    assert finish(store, claimed, "failed", locked=locked) is None  # a duplicate aggregate
     stale = replace(claimed, token="an-older-launch")
-    assert finish(store, stale, "failed") is None
+    assert finish(store, stale, "failed", locked=locked) is None
     run = store.get_run(claimed.run.id)
     assert run is not None and run.status == "ok" and run.result == {"summary": "ok"}
 
 
-def test_a_dead_letter_is_stored_with_the_failed_run_and_only_when_the_run_is_stored(store: RunStore) -> None:
+@pytest.mark.parametrize("locked", [True, False], ids=["locked", "stateless"])
+def test_a_dead_letter_is_stored_with_the_failed_run_and_only_when_the_run_is_stored(
+    store: RunStore, locked: bool
+) -> None:
     claimed = claim_run(store, source="kafka")
     letter = DeadLetterMessage(key=b"k", value=b'{"reason": "x"}', headers=[("h", b"\x00\xff")])
 
-    assert finish(store, claimed, dead_letter=lambda run: letter) is not None
-    assert finish(store, claimed, dead_letter=lambda run: letter) is None  # duplicate: no second letter
+    assert finish(store, claimed, dead_letter=lambda run: letter, locked=locked) is not None
+    assert finish(store, claimed, dead_letter=lambda run: letter, locked=locked) is None  # no second letter
 
     waiting = [e for e in store.outbox_entries() if e.run_id == claimed.run.id]
     assert len(waiting) == 1
