@@ -149,6 +149,9 @@ class Settings:
     #: URL (e.g. http://collector:4318); spans are sent to its /v1/traces.
     #: Unset: no traces. The SDK reads the other standard OTEL_* variables.
     otel_exporter_otlp_endpoint: str | None = None
+    #: OTEL_SERVICE_NAME: the processes' name in the traces; unset, each
+    #: names itself (orchestrator-api, -bridge, -worker, -cli).
+    otel_service_name: str | None = None
 
     #: ORCHESTRATOR_MAX_MEMORY_GB: resident memory a process may use before the
     #: least recently used builtin analysers are unloaded; unset means no limit.

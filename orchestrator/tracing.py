@@ -13,7 +13,6 @@ requests (model HTTP calls, the ``traceparent`` they send), SQLAlchemy
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -55,6 +54,8 @@ def start_tracing(settings: Settings, service_name: str) -> TracerProvider | Non
     endpoint = settings.otel_exporter_otlp_endpoint
     if not endpoint:
         return None
+    if tracing_started():
+        return trace.get_tracer_provider()  # type: ignore[return-value]
     # Imported here: a process that does not trace does not load the SDK and the instrumentations.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
@@ -63,10 +64,7 @@ def start_tracing(settings: Settings, service_name: str) -> TracerProvider | Non
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    if tracing_started():
-        return trace.get_tracer_provider()  # type: ignore[return-value]
-    named = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(named))
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.otel_service_name or service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")))
     trace.set_tracer_provider(provider)
     CeleryInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
