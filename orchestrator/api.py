@@ -28,7 +28,6 @@ from orchestrator.config import Settings
 from orchestrator.domain import JSON
 from orchestrator.engine import bundle_response
 from orchestrator.errors import Verdict, classify, describe
-from orchestrator.live import BUNDLE_EVENT, WORKER_EVENT
 from orchestrator.metrics import ApiMetrics
 from orchestrator.openapi import build_openapi, render_docs
 from orchestrator.pipelines.tutor import NAME as TUTOR
@@ -36,6 +35,7 @@ from orchestrator.runs import (
     ClaimInProgress,
     RunTimeout,
     UnknownContext,
+    follow_run,
     run_metadata,
     submit_analysis_waiting,
     wait_for_bundle,
@@ -195,35 +195,17 @@ def create_app(
         run = store.get_run(run_key)
         if run is None:
             return _error(404, "not_found", f"No run with run id or event id {run_key!r}.")
-        run_id, pipeline = run.id, pipelines[run.pipeline]
-        # A finished run's events are read, not waited for (they may have expired).
-        wait_s = settings.analyze_timeout if run.status == "pending" else 0.0
+        events = follow_run(
+            run,
+            pipeline=pipelines[run.pipeline],
+            store=store,
+            run_events=services.run_events,
+            timeout=settings.analyze_timeout if run.status == "pending" else 0.0,
+        )
 
         def stream() -> Iterator[str]:
-            streamed: set[str] = set()
-            for event in services.run_events.follow(run_id, run.claim_token or "", timeout_s=wait_s):
-                if event is None:
-                    yield ": keep-alive\n\n"
-                    continue
-                kind, data = event
-                if kind == BUNDLE_EVENT:
-                    data = {**data, "metadata": run_metadata(store, run_id)}
-                streamed.add(str(data.get("worker")))
-                yield _server_sent(kind, data)
-                if kind == BUNDLE_EVENT:
-                    return
-            # No live events (they expired, or the embedded mode): what the database holds, once.
-            stored = store.get_run(run_id)
-            if stored is None or stored.status == "pending":
-                yield _server_sent("timeout", {"run_id": run_id, "status_url": f"/orchestrator/runs/{run_id}"})
-                return
-            for worker, status in (stored.worker_statuses or {}).items():
-                if worker in streamed:
-                    continue
-                error = (stored.errors or {}).get(worker)
-                yield _server_sent(WORKER_EVENT, {"worker": worker, "status": status, "error": error})
-            bundle = {**bundle_response(stored, pipeline), "metadata": run_metadata(store, run_id)}
-            yield _server_sent(BUNDLE_EVENT, bundle)
+            for event in events:
+                yield ": keep-alive\n\n" if event is None else _server_sent(*event)
 
         response = Response(stream(), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"

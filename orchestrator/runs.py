@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from orchestrator.chord import ChordLauncher
 from orchestrator.domain import JSON, RunRequest, stored_request
 from orchestrator.engine import bundle_response
 from orchestrator.errors import BadInput, TryLater, is_infrastructure
+from orchestrator.live import BUNDLE_EVENT, WORKER_EVENT, RunEvents
 from orchestrator.models import ANSWERED_CALL_STATUSES, AnalysisRun, utcnow
 from orchestrator.pipeline import Pipeline
 from orchestrator.store import RunStore
@@ -112,7 +114,7 @@ def submit_analysis(
             attempt=attempt,
             context=run_input if stores_context else None,
         )
-        span.set_attributes({"orchestrator.run_id": claim.run.id, "orchestrator.claimed": claim.token is not None})
+        span.set_attributes({"orchestrator.run_id": claim.run.id, "orchestrator.claimed": claim.created})
     run, token = claim.run, claim.token
     launch_attempt, reopened_from = run.attempt, None
     if token is None:
@@ -263,6 +265,43 @@ def wait_for_bundle(submission: Submission, *, pipeline: Pipeline, store: RunSto
             return bundle_response(run, pipeline)
         if time.monotonic() >= deadline:
             raise RunTimeout(run_id, timeout)
+
+
+#: The event that ends a stream whose run did not finish in time.
+TIMEOUT_EVENT = "timeout"
+
+
+def follow_run(
+    run: AnalysisRun, *, pipeline: Pipeline, store: RunStore, run_events: RunEvents, timeout: float
+) -> Iterator[tuple[str, JSON] | None]:
+    """A launch's progress: each worker's outcome as it finishes, then the bundle (with its metadata).
+
+    A client that follows late first gets what already finished. When the live
+    events are gone (expired, or the embedded mode), what the database holds
+    is given once: the workers not given yet, then the bundle; or, if the run
+    is still pending after ``timeout`` (0 for a finished run: its events are
+    read, not waited for), a ``timeout`` event. None: nothing happened for a
+    while (for a keep-alive).
+    """
+    given: set[str] = set()
+    for event in run_events.follow(run.id, run.claim_token or "", timeout_s=timeout):
+        if event is None:
+            yield None
+            continue
+        kind, data = event
+        if kind == BUNDLE_EVENT:
+            yield kind, {**data, "metadata": run_metadata(store, run.id)}
+            return
+        given.add(str(data.get("worker")))
+        yield kind, data
+    stored = store.get_run(run.id)
+    if stored is None or stored.status == "pending":
+        yield TIMEOUT_EVENT, {"run_id": run.id, "status_url": f"/orchestrator/runs/{run.id}"}
+        return
+    for worker, status in (stored.worker_statuses or {}).items():
+        if worker not in given:
+            yield WORKER_EVENT, {"worker": worker, "status": status, "error": (stored.errors or {}).get(worker)}
+    yield BUNDLE_EVENT, {**bundle_response(stored, pipeline), "metadata": run_metadata(store, run.id)}
 
 
 def run_metadata(store: RunStore, run_id: str) -> JSON:

@@ -507,8 +507,9 @@ class RunStore:
             AnalysisRun.claim_token.is_(None) if token is None else AnalysisRun.claim_token == token,
         )
 
-    def _launch_to_finish(self, run_id: str, attempt: int, token: str | None) -> Select[Any]:
-        return select(AnalysisRun.__table__).where(*self._launch_conditions(run_id, attempt, token))
+    @staticmethod
+    def _launch_to_finish(run_id: str, attempt: int, token: str | None) -> Select[Any]:
+        return select(AnalysisRun.__table__).where(*RunStore._launch_conditions(run_id, attempt, token))
 
     def pending_among(self, run_ids: Iterable[str]) -> set[str]:
         """Those of ``run_ids`` that have not finished yet."""
