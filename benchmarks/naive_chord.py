@@ -28,7 +28,7 @@ BROKER = os.environ.get("NAIVE_BROKER_URL", "redis://127.0.0.1:6379/12")
 app = Celery("naive", broker=BROKER, backend=BROKER)
 app.conf.update(task_default_queue=os.environ.get("NAIVE_QUEUE", "naive"), worker_prefetch_multiplier=1)
 app.conf.update(task_acks_late=True, task_serializer="json", result_serializer="json")
-engine = create_engine(os.environ.get("NAIVE_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1/naive"))
+engine = create_engine(os.environ.get("NAIVE_DATABASE_URL", "postgresql://postgres@127.0.0.1/naive"))
 results = Table(
     "naive_results",
     MetaData(),

@@ -8,13 +8,15 @@ from alembic import command
 from alembic.config import Config
 
 import migrations
+from orchestrator.store import database_engine_url
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     # ConfigParser treats % as interpolation; URLs may contain it (passwords).
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    url = database_engine_url(database_url).render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

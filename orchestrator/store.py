@@ -22,11 +22,13 @@ from sqlalchemy import (
     Engine,
     Row,
     Select,
+    any_,
     bindparam,
     create_engine,
     delete,
     event,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -34,6 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.dead_letters import DeadLetterMessage
@@ -42,8 +45,19 @@ from orchestrator.errors import describe
 from orchestrator.models import ANSWERED_CALL_STATUSES, AnalysisRun, Context, DeadLetterOutbox, LlmCall, utcnow
 
 
+def database_engine_url(url: str) -> URL:
+    """``url`` as the service opens it: a PostgreSQL URL naming psycopg2 (as earlier versions documented) is
+    opened with psycopg 3, SQLAlchemy's default driver for ``postgresql://``. psycopg 3 prepares a statement on
+    the server once a connection has run it five times, so PostgreSQL stops planning the statements that every
+    event repeats (psycopg2 cannot). Any other URL is left as it is."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql+psycopg2":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def create_db_engine(url: str, *, pre_ping: bool = True) -> Engine:
-    """An engine suited to the URL: pooled PostgreSQL, or SQLite in WAL mode.
+    """An engine suited to the URL (see ``database_engine_url``): pooled PostgreSQL, or SQLite in WAL mode.
 
     ``pre_ping`` tests each pooled connection before use (one round trip), so
     that a database restart costs no request an error. Processes that retry
@@ -63,7 +77,7 @@ def create_db_engine(url: str, *, pre_ping: bool = True) -> Engine:
 
         return engine
     # Sized for a threads pool of a few dozen workers plus the API.
-    return create_engine(url, pool_pre_ping=pre_ping, pool_size=10, max_overflow=40)
+    return create_engine(database_engine_url(url), pool_pre_ping=pre_ping, pool_size=10, max_overflow=40)
 
 
 class StaleLaunch(LookupError):
@@ -167,7 +181,7 @@ class RunStore:
         """A connection whose statements each commit by themselves, for work that is one statement or
         statements that stand alone (the hot path of every event): no BEGIN, COMMIT or ROLLBACK round trips.
 
-        psycopg2's own flag is set, not SQLAlchemy's ``isolation_level`` option: that one would cost a
+        psycopg's own flag is set, not SQLAlchemy's ``isolation_level`` option: that one would cost a
         ``SET`` on the connection's every return to the pool. SQLite commits at the end instead.
         """
         with self.engine.connect() as connection:
@@ -419,13 +433,19 @@ class RunStore:
         marks an unmarked run launched, so that once any task of a launch
         runs, its claim can no longer be taken over.
         """
+        parameters = {"run_id": run_id, "worker": worker, "token": token, "now": utcnow()}
         with self._autocommit() as connection:
-            run = connection.execute(_LOAD_JOB, {"run_id": run_id, "worker": worker}).one_or_none()
+            if self._postgres:
+                # One round trip: the run as it was before this statement, and whether this statement marked it.
+                run = connection.execute(_LOAD_JOB_MARKING_LAUNCH, parameters).one_or_none()
+            else:
+                run = connection.execute(_LOAD_JOB, parameters).one_or_none()
             if run is None or run.status != "pending" or run.claim_token != token:
                 raise StaleLaunch(f"run {run_id}: launch {token} is not current")
             if run.launched_at is None:
-                marked = connection.execute(_MARK_LAUNCHED, {"run_id": run_id, "token": token, "now": utcnow()})
-                if not marked.rowcount and self._current_token(connection, run_id) != token:
+                marked = run.marked if self._postgres else connection.execute(_MARK_LAUNCHED, parameters).rowcount
+                # Not marked by us: another task of the launch marked it first, or the claim was taken over.
+                if not marked and self._current_token(connection, run_id) != token:
                     raise StaleLaunch(f"run {run_id}: launch {token} was taken over")
         previous_output = run.previous_output
         run_input, options = split_stored_request(run.request)
@@ -513,8 +533,9 @@ class RunStore:
 
     def pending_among(self, run_ids: Iterable[str]) -> set[str]:
         """Those of ``run_ids`` that have not finished yet."""
+        query = _PENDING_AMONG_ARRAY if self._postgres else _PENDING_AMONG
         with self._autocommit() as connection:
-            return set(connection.execute(_PENDING_AMONG, {"run_ids": list(run_ids)}).scalars())
+            return set(connection.execute(query, {"run_ids": list(run_ids)}).scalars())
 
     def get_run(self, run_or_event_id: str) -> AnalysisRun | None:
         """Look a run up by its run id or its event id."""
@@ -588,12 +609,12 @@ class RunStore:
             output: JSON | None = connection.execute(_successful_output_query(run_id, worker)).scalar_one_or_none()
             return output
 
-    def run_call_summary(self, run_id: str) -> tuple[float | None, list[Row[str, str, float | None]]]:
-        """A run's duration, and the model, status and cost of each of its calls (no outputs read)."""
+    def run_call_summary(self, run_id: str) -> tuple[float | None, list[Row[float | None, str, str, float | None]]]:
+        """A run's duration, and the model, status and cost of each of its calls (no outputs read), in one query."""
         with self._autocommit() as connection:
-            duration_ms = connection.execute(_RUN_DURATION, {"run_id": run_id}).scalar_one_or_none()
-            calls = list(connection.execute(_CALL_SUMMARY, {"run_id": run_id}))
-        return duration_ms, calls
+            rows = connection.execute(_CALL_SUMMARY, {"run_id": run_id}).all()
+        duration_ms = rows[0].duration_ms if rows else None
+        return duration_ms, [row for row in rows if row.status is not None]
 
     def calls_for(self, run_id: str) -> list[LlmCall]:
         with self.session() as session:
@@ -633,6 +654,7 @@ _MARK_LAUNCHED = (
     .where(
         AnalysisRun.id == bindparam("run_id"),
         AnalysisRun.claim_token == bindparam("token"),
+        AnalysisRun.status == "pending",
         AnalysisRun.launched_at.is_(None),
     )
     .values(launched_at=bindparam("now"))
@@ -656,10 +678,28 @@ _LOAD_JOB = select(
     .scalar_subquery()
     .label("previous_output"),
 ).where(AnalysisRun.id == bindparam("run_id"))
-_RUN_DURATION = select(AnalysisRun.duration_ms).where(AnalysisRun.id == bindparam("run_id"))
-_CALL_SUMMARY = select(LlmCall.model, LlmCall.status, LlmCall.cost_usd).where(LlmCall.run_id == bindparam("run_id"))
+#: PostgreSQL: the job, and the launch marked in the same statement (a data-modifying CTE runs once, whatever
+#: the outer query reads; the outer query sees the run as it was before it). ``marked``: 1 if it marked it.
+_LOAD_JOB_MARKING_LAUNCH = _LOAD_JOB.add_columns(
+    select(func.count())
+    .select_from(_MARK_LAUNCHED.returning(AnalysisRun.id).cte("marked"))
+    .scalar_subquery()
+    .label("marked")
+)
+#: The run's duration on each of its calls' rows (one row without a call if it has none).
+_CALL_SUMMARY = (
+    select(AnalysisRun.duration_ms, LlmCall.model, LlmCall.status, LlmCall.cost_usd)
+    .outerjoin(LlmCall, LlmCall.run_id == AnalysisRun.id)
+    .where(AnalysisRun.id == bindparam("run_id"))
+)
 _PENDING_AMONG = select(AnalysisRun.id).where(
     AnalysisRun.id.in_(bindparam("run_ids", expanding=True)), AnalysisRun.status == "pending"
+)
+#: PostgreSQL: the ids as one array parameter, so that the statement's text (and its prepared plan) is the same
+#: for any number of runs; an expanding IN is a new statement for every count.
+_PENDING_AMONG_ARRAY = select(AnalysisRun.id).where(
+    AnalysisRun.id == any_(bindparam("run_ids", type_=postgresql.ARRAY(AnalysisRun.id.type))),
+    AnalysisRun.status == "pending",
 )
 
 

@@ -96,7 +96,7 @@ def recreate_database(name: str, port: int = 5432) -> str:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
-    return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{name}"
+    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{name}"
 
 
 def drop_database(name: str) -> None:

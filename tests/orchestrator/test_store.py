@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import bindparam, inspect, select
 
 from orchestrator.dead_letters import DeadLetterMessage
 from orchestrator.migrate import downgrade_database, upgrade_database
@@ -288,3 +288,84 @@ def test_the_migrations_build_exactly_the_tables_the_models_declare(database_url
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_a_url_naming_psycopg2_is_opened_with_psycopg_3_and_migrates(database_url: str) -> None:
+    url = recreate_database(f"orchestrator_driver_{unique('d')[-6:]}").replace("+psycopg:", "+psycopg2:")
+    try:
+        upgrade_database(url)
+        engine = create_db_engine(url)
+        assert engine.dialect.driver == "psycopg"
+        store = RunStore(engine)
+        run_id, created = claim(store, unique("event"))
+        assert created and store.get_run(run_id) is not None
+        engine.dispose()
+    finally:
+        drop_database(url.rsplit("/", 1)[1])
+    assert create_db_engine("sqlite:///:memory:").dialect.driver == "pysqlite"
+
+
+def test_a_statement_a_connection_repeats_is_prepared_on_the_server_and_no_longer_planned(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    query = select(AnalysisRun.status).where(AnalysisRun.id == bindparam("run_id"))
+    with engine.connect() as connection:
+        prepared = "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%analysis_runs%%'"
+        assert connection.exec_driver_sql(prepared).scalar() == 0
+        for attempt in range(6):
+            connection.execute(query, {"run_id": f"no-such-run-{attempt}"}).all()
+        assert connection.exec_driver_sql(prepared).scalar() == 1
+    engine.dispose()
+
+
+def test_the_second_task_of_a_launch_loads_its_job_without_marking_it_again(store: RunStore) -> None:
+    claimed = claim_run(store)
+    assert claimed.token is not None
+    store.load_job(claimed.run.id, "summary", claimed.token)
+    first = store.get_run(claimed.run.id)
+    assert first is not None and first.launched_at is not None
+
+    job = store.load_job(claimed.run.id, "sentiment", claimed.token)
+
+    again = store.get_run(claimed.run.id)
+    assert job.run_id == claimed.run.id and again is not None and again.launched_at == first.launched_at
+
+
+def test_a_task_of_a_finished_run_is_stale_and_does_not_mark_it_launched(store: RunStore) -> None:
+    claimed = claim_run(store)
+    assert claimed.token is not None and finish(store, claimed) is not None
+
+    with pytest.raises(StaleLaunch):
+        store.load_job(claimed.run.id, "summary", claimed.token)
+
+    run = store.get_run(claimed.run.id)
+    assert run is not None and run.status == "failed" and run.launched_at is None
+
+
+@pytest.mark.parametrize("count", [1, 3, 7])
+def test_pending_among_names_the_unfinished_of_any_number_of_runs(store: RunStore, count: int) -> None:
+    claims = [claim_run(store) for _ in range(count)]
+    finish(store, claims[0], "ok")
+    ids = [claimed.run.id for claimed in claims]
+
+    assert store.pending_among([*ids, "no-such-run"]) == set(ids[1:])
+    assert store.pending_among([]) == set()
+
+
+def test_a_runs_call_summary_has_its_duration_and_each_call_in_one_query(store: RunStore) -> None:
+    claimed = claim_run(store)
+    assert store.run_call_summary(claimed.run.id) == (None, [])  # pending, no call yet
+    for worker, status, cost in (("summary", "error", None), ("summary", "ok", 0.25), ("sentiment", "cached", 0.0)):
+        store.record_call(
+            ModelCallRecord(
+                run_id=claimed.run.id, event_id=claimed.run.event_id, pipeline="analysis", worker=worker,
+                prompt_ref="v1", model="m", attempt=1, status=status, cost_usd=cost,
+            )
+        )  # fmt: skip
+    finished = finish(store, claimed, "ok")
+    assert finished is not None
+
+    duration_ms, calls = store.run_call_summary(claimed.run.id)
+
+    assert duration_ms == pytest.approx(finished.duration_ms)
+    assert sorted((call.status, call.cost_usd) for call in calls) == [("cached", 0.0), ("error", None), ("ok", 0.25)]
+    assert store.run_call_summary("no-such-run") == (None, [])
