@@ -160,9 +160,15 @@ def analyse_part(
         level=level,
     )
     started = time.perf_counter()
+    # The key hashes the whole input: not computed when there is no cache to ask or fill.
+    caching = cache is not None and not isinstance(cache, NoResponseCache)
     cache = cache or NoResponseCache()
-    key = cache_key(pipeline=pipeline.name, worker=worker, prompt=call.prompt, model=model_name, run_input=job.input)
-    cached = _cached_answer(cache, key, spec) if job.use_cache and level == 0 else None
+    key = (
+        cache_key(pipeline=pipeline.name, worker=worker, prompt=call.prompt, model=model_name, run_input=job.input)
+        if caching
+        else ""
+    )
+    cached = _cached_answer(cache, key, spec) if caching and job.use_cache and level == 0 else None
     if cached is not None:
         latency_ms = (time.perf_counter() - started) * 1000
         with model_call_span(record, cache_hit=True):
@@ -222,7 +228,8 @@ def analyse_part(
     if level > 0:
         reason = f"answered by level {level} ({model_name}) after: {fallback_reason or 'the levels above failed'}"
         return WorkerOutcome(worker=worker, status="fallback", output=output, error=reason, level=level)
-    cache.put(key, output)
+    if caching:
+        cache.put(key, output)
     return WorkerOutcome(worker=worker, status="ok", output=output, level=level)
 
 
