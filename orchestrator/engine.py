@@ -160,9 +160,9 @@ def analyse_part(
         level=level,
     )
     started = time.perf_counter()
-    # The key hashes the whole input: not computed when there is no cache to ask or fill.
-    caching = cache is not None and not isinstance(cache, NoResponseCache)
     cache = cache or NoResponseCache()
+    # The key hashes the whole input: computed only when there is a cache to ask or fill.
+    caching = not isinstance(cache, NoResponseCache)
     key = (
         cache_key(pipeline=pipeline.name, worker=worker, prompt=call.prompt, model=model_name, run_input=job.input)
         if caching
