@@ -200,7 +200,7 @@ def create_app(
             pipeline=pipelines[run.pipeline],
             store=store,
             run_events=services.run_events,
-            timeout=settings.analyze_timeout if run.status == "pending" else 0.0,
+            timeout=settings.analyze_timeout,
         )
 
         def stream() -> Iterator[str]:

@@ -279,12 +279,13 @@ def follow_run(
     A client that follows late first gets what already finished. When the live
     events are gone (expired, or the embedded mode), what the database holds
     is given once: the workers not given yet, then the bundle; or, if the run
-    is still pending after ``timeout`` (0 for a finished run: its events are
-    read, not waited for), a ``timeout`` event. None: nothing happened for a
-    while (for a keep-alive).
+    is still pending after ``timeout``, a ``timeout`` event. A run that had
+    finished when asked has its events read, not waited for. None: nothing
+    happened for a while (for a keep-alive).
     """
     given: set[str] = set()
-    for event in run_events.follow(run.id, run.claim_token or "", timeout_s=timeout):
+    wait_s = timeout if run.status == "pending" else 0.0
+    for event in run_events.follow(run.id, run.claim_token or "", timeout_s=wait_s):
         if event is None:
             yield None
             continue
